@@ -1,0 +1,228 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, ImdsV1, IssuerKind, Overrides};
+
+/// Command line usage error (sysexits.h).
+pub const EX_USAGE: u8 = 64;
+/// A required service is unavailable (listening failed).
+pub const EX_UNAVAILABLE: u8 = 69;
+/// Internal error.
+pub const EX_SOFTWARE: u8 = 70;
+/// Cannot create or write a needed file.
+pub const EX_CANTCREAT: u8 = 73;
+/// Configuration error.
+pub const EX_CONFIG: u8 = 78;
+
+/// Gives this host one IAM role through an EC2-compatible metadata endpoint.
+#[derive(Debug, Parser)]
+#[command(name = "hostrole", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (no timestamps under systemd: journald adds them).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the metadata endpoint.
+    Serve(ServeArgs),
+}
+
+/// `hostrole serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Config file [default: /etc/hostrole/hostrole.toml, if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, repeatable [default: 127.0.0.1:1338].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<String>,
+    /// The role to assume, e.g. arn:aws:iam::123456789012:role/demo.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// External id the role's trust policy asks for.
+    #[arg(long, value_name = "ID")]
+    pub external_id: Option<String>,
+    /// Role session name [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub session_name: Option<String>,
+    /// Session length in seconds [default: 3600].
+    #[arg(long = "session-duration", value_name = "SECONDS")]
+    pub session_duration: Option<u64>,
+    /// Where credentials come from [default: sts].
+    #[arg(long, value_enum)]
+    pub issuer: Option<IssuerKind>,
+    /// STS endpoint URL (moto, LocalStack, a VPC endpoint).
+    #[arg(long, value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+    /// Region [default: from config, AWS_REGION or the AWS profile].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Availability zone to report [default: the region's "a" zone].
+    #[arg(long, value_name = "ZONE")]
+    pub availability_zone: Option<String>,
+    /// Serve requests that carry no IMDSv2 token [default: disabled].
+    #[arg(long, value_enum)]
+    pub imds_v1: Option<ImdsV1>,
+    /// State directory [default: /var/lib/hostrole as root, else ~/.local/state/hostrole].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Validate the configuration, print it, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            role_arn: self.role_arn.clone(),
+            external_id: self.external_id.clone(),
+            session_name: self.session_name.clone(),
+            session_duration_seconds: self.session_duration,
+            issuer: self.issuer,
+            sts_endpoint: self.sts_endpoint.clone(),
+            region: self.region.clone(),
+            availability_zone: self.availability_zone.clone(),
+            imds_v1: self.imds_v1,
+            state_dir: self.state_dir.clone(),
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HOSTROLE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match (format, under_journal) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("hostrole: error: {message}");
+    ExitCode::from(code)
+}
+
+/// Entry point of the `hostrole` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match config::load_file(args.config.as_deref())
+        .and_then(|(file, path)| config::resolve(file, args.overrides(), path))
+    {
+        Ok(s) => s,
+        Err(e) => return fail(EX_CONFIG, e),
+    };
+    if args.check_config {
+        println!("configuration OK");
+        if let Some(p) = &settings.config_path {
+            println!("  config file:      {}", p.display());
+        }
+        let listen: Vec<String> = settings.listen.iter().map(|a| a.to_string()).collect();
+        println!("  listen:           {}", listen.join(", "));
+        println!(
+            "  role:             {}",
+            settings
+                .association
+                .as_ref()
+                .map(|a| a.role.as_str())
+                .unwrap_or("none")
+        );
+        let issuer = match settings.issuer {
+            IssuerKind::Sts => "sts",
+            IssuerKind::Local => "local",
+        };
+        println!("  issuer:           {issuer}");
+        println!(
+            "  session duration: {}s",
+            settings.session_duration.as_secs()
+        );
+        println!(
+            "  region:           {}",
+            settings
+                .region
+                .as_deref()
+                .unwrap_or("(from the AWS environment)")
+        );
+        println!(
+            "  imds v1:          {}",
+            if settings.imds_v1 {
+                "allowed"
+            } else {
+                "disabled"
+            }
+        );
+        println!("  state dir:        {}", settings.state_dir.display());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(EX_SOFTWARE, format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(crate::daemon::run(settings, shutdown_signal()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            fail(e.exit_code(), e)
+        }
+    }
+}
+
+/// Completes at the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,484 @@
+//! Configuration: a strict TOML file, overridden by command-line flags,
+//! validated as a whole before anything binds.
+//!
+//! Keys are kebab-case; an unknown key is an error that names the key and
+//! its line, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::credentials::{
+    sanitize_session_name, validate_external_id, validate_session_name, Association, RoleArn,
+};
+
+/// Config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostrole/hostrole.toml";
+/// Listening address when neither flags, config nor systemd give one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1338";
+/// STS session length when not configured.
+pub const DEFAULT_SESSION_DURATION_SECONDS: u64 = 3600;
+/// Shortest session STS grants.
+pub const MIN_STS_SESSION_SECONDS: u64 = 900;
+/// Longest session STS grants.
+pub const MAX_SESSION_SECONDS: u64 = 43_200;
+/// Shortest session the local issuer mints (short ones help testing).
+pub const MIN_LOCAL_SESSION_SECONDS: u64 = 60;
+/// State directory for a root daemon.
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/hostrole";
+
+/// Where credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum IssuerKind {
+    /// STS AssumeRole (the default).
+    Sts,
+    /// Minted offline: no AWS account, no network.
+    Local,
+}
+
+/// Whether requests without an IMDSv2 token are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImdsV1 {
+    /// Serve token-less (IMDSv1) requests too.
+    Allowed,
+    /// Require a token (the default, like a new EC2 instance).
+    Disabled,
+}
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// Addresses to listen on.
+    pub listen: Option<Vec<String>>,
+    /// The role to assume.
+    pub role_arn: Option<String>,
+    /// `sts:ExternalId`.
+    pub external_id: Option<String>,
+    /// `RoleSessionName`.
+    pub session_name: Option<String>,
+    /// Session length in seconds.
+    pub session_duration_seconds: Option<u64>,
+    /// `sts` or `local`.
+    pub issuer: Option<IssuerKind>,
+    /// STS endpoint URL override.
+    pub sts_endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Availability zone reported by IMDS.
+    pub availability_zone: Option<String>,
+    /// `allowed` or `disabled`.
+    pub imds_v1: Option<ImdsV1>,
+    /// Where the token key lives.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Values given on the command line; each overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`, repeatable.
+    pub listen: Vec<String>,
+    /// `--role-arn`.
+    pub role_arn: Option<String>,
+    /// `--external-id`.
+    pub external_id: Option<String>,
+    /// `--session-name`.
+    pub session_name: Option<String>,
+    /// `--session-duration`.
+    pub session_duration_seconds: Option<u64>,
+    /// `--issuer`.
+    pub issuer: Option<IssuerKind>,
+    /// `--sts-endpoint`.
+    pub sts_endpoint: Option<String>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--availability-zone`.
+    pub availability_zone: Option<String>,
+    /// `--imds-v1`.
+    pub imds_v1: Option<ImdsV1>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The validated settings the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Addresses to bind when not socket-activated.
+    pub listen: Vec<SocketAddr>,
+    /// The role, if one is configured.
+    pub association: Option<Association>,
+    /// Session length asked of STS, or minted locally.
+    pub session_duration: Duration,
+    /// Credential source.
+    pub issuer: IssuerKind,
+    /// STS endpoint override.
+    pub sts_endpoint: Option<String>,
+    /// Region, if configured (else resolved from the AWS environment).
+    pub region: Option<String>,
+    /// Availability zone, if configured (else `<region>a`).
+    pub availability_zone: Option<String>,
+    /// IMDSv1 served or not.
+    pub imds_v1: bool,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// The file the settings came from, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with line and column.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parses config file text.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+/// Reads `explicit`, or the default path if it exists, or nothing.
+pub fn load_file(explicit: Option<&Path>) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_owned(),
+        None => {
+            let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+            if !p.exists() {
+                return Ok((FileConfig::default(), None));
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((parse_file(&path, &text)?, Some(path)))
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+fn valid_region_like(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The state directory used when none is configured: systemd's
+/// `STATE_DIRECTORY`, else `/var/lib/hostrole` for root, else the user's
+/// `$XDG_STATE_HOME/hostrole` (or `~/.local/state/hostrole`).
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd may pass several, separated by ':'; the first is ours.
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        return PathBuf::from(first);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from(SYSTEM_STATE_DIR);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(xdg).join("hostrole");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/hostrole"),
+        None => PathBuf::from(SYSTEM_STATE_DIR),
+    }
+}
+
+/// The default STS session name: the host name, sanitised to STS's rules.
+pub fn default_session_name() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "hostrole".into());
+    sanitize_session_name(&host)
+}
+
+/// Merges file and flags and validates the result.
+pub fn resolve(
+    file: FileConfig,
+    flags: Overrides,
+    config_path: Option<PathBuf>,
+) -> Result<Settings, ConfigError> {
+    let listen_raw = if flags.listen.is_empty() {
+        file.listen
+            .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()])
+    } else {
+        flags.listen
+    };
+    if listen_raw.is_empty() {
+        return Err(invalid("listen: at least one address is needed"));
+    }
+    let mut listen = Vec::with_capacity(listen_raw.len());
+    for raw in &listen_raw {
+        let addr: SocketAddr = raw.parse().map_err(|_| {
+            invalid(format!(
+                "listen: {raw:?} is not an IP address and port (e.g. 127.0.0.1:1338 or [::1]:1338)"
+            ))
+        })?;
+        if !listen.contains(&addr) {
+            listen.push(addr);
+        }
+    }
+
+    let issuer = flags.issuer.or(file.issuer).unwrap_or(IssuerKind::Sts);
+    let session_seconds = flags
+        .session_duration_seconds
+        .or(file.session_duration_seconds)
+        .unwrap_or(DEFAULT_SESSION_DURATION_SECONDS);
+    let min = match issuer {
+        IssuerKind::Sts => MIN_STS_SESSION_SECONDS,
+        IssuerKind::Local => MIN_LOCAL_SESSION_SECONDS,
+    };
+    if !(min..=MAX_SESSION_SECONDS).contains(&session_seconds) {
+        return Err(invalid(format!(
+            "session-duration-seconds: {session_seconds} is out of range {min}..={MAX_SESSION_SECONDS}"
+        )));
+    }
+
+    let external_id = flags.external_id.or(file.external_id);
+    if let Some(id) = &external_id {
+        validate_external_id(id).map_err(|e| invalid(format!("external-id: {e}")))?;
+    }
+    let session_name = match flags.session_name.or(file.session_name) {
+        Some(name) => {
+            validate_session_name(&name).map_err(|e| invalid(format!("session-name: {e}")))?;
+            name
+        }
+        None => default_session_name(),
+    };
+    let association = match flags.role_arn.or(file.role_arn) {
+        Some(arn) => Some(Association {
+            role: RoleArn::parse(arn.trim()).map_err(|e| invalid(format!("role-arn: {e}")))?,
+            external_id,
+            session_name,
+        }),
+        None => None,
+    };
+
+    let sts_endpoint = flags.sts_endpoint.or(file.sts_endpoint);
+    if let Some(url) = &sts_endpoint {
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+        if !ok {
+            return Err(invalid(format!(
+                "sts-endpoint: {url:?} is not an http:// or https:// URL"
+            )));
+        }
+    }
+    let region = flags.region.or(file.region);
+    if let Some(r) = &region {
+        if !valid_region_like(r) {
+            return Err(invalid(format!(
+                "region: {r:?} is not a region name (e.g. us-east-1)"
+            )));
+        }
+    }
+    let availability_zone = flags.availability_zone.or(file.availability_zone);
+    if let Some(z) = &availability_zone {
+        if !valid_region_like(z) {
+            return Err(invalid(format!(
+                "availability-zone: {z:?} is not a zone name (e.g. us-east-1a)"
+            )));
+        }
+    }
+    let imds_v1 = flags.imds_v1.or(file.imds_v1).unwrap_or(ImdsV1::Disabled) == ImdsV1::Allowed;
+    let state_dir = flags
+        .state_dir
+        .or(file.state_dir)
+        .unwrap_or_else(default_state_dir);
+    if !state_dir.is_absolute() {
+        return Err(invalid(format!(
+            "state-dir: {} must be an absolute path",
+            state_dir.display()
+        )));
+    }
+
+    Ok(Settings {
+        listen,
+        association,
+        session_duration: Duration::from_secs(session_seconds),
+        issuer,
+        sts_endpoint,
+        region,
+        availability_zone,
+        imds_v1,
+        state_dir,
+        config_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        parse_file(Path::new("/etc/hostrole/hostrole.toml"), text)
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_name_and_line() {
+        let err = parse("issuer = \"local\"\n\nrole-arns = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("role-arns"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("/etc/hostrole/hostrole.toml"), "{err}");
+    }
+
+    #[test]
+    fn more_than_one_role_is_rejected() {
+        let err = parse("role-arn = [\"arn:aws:iam::123456789012:role/a\", \"arn:aws:iam::123456789012:role/b\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("role-arn"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = parse(
+            "listen = [\"127.0.0.1:9000\"]\nissuer = \"local\"\nregion = \"eu-west-1\"\nimds-v1 = \"allowed\"\nstate-dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            region: Some("us-west-2".into()),
+            role_arn: Some("arn:aws:iam::123456789012:role/demo".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(file, flags, None).unwrap();
+        assert_eq!(
+            s.listen,
+            vec!["127.0.0.1:9000".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(s.region.as_deref(), Some("us-west-2"));
+        assert_eq!(s.issuer, IssuerKind::Local);
+        assert!(s.imds_v1);
+        assert_eq!(s.association.unwrap().role.name(), "demo");
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let s = resolve(
+            FileConfig::default(),
+            Overrides {
+                state_dir: Some("/tmp/s".into()),
+                ..Overrides::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.issuer, IssuerKind::Sts);
+        assert!(!s.imds_v1, "IMDSv1 is off by default");
+        assert_eq!(
+            s.listen,
+            vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(s.session_duration, Duration::from_secs(3600));
+        assert!(s.association.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases: [(Overrides, &str); 7] = [
+            (
+                Overrides {
+                    listen: vec!["localhost".into()],
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                Overrides {
+                    role_arn: Some("demo".into()),
+                    ..Default::default()
+                },
+                "role-arn",
+            ),
+            (
+                Overrides {
+                    session_duration_seconds: Some(60),
+                    ..Default::default()
+                },
+                "session-duration-seconds",
+            ),
+            (
+                Overrides {
+                    session_name: Some("a b".into()),
+                    ..Default::default()
+                },
+                "session-name",
+            ),
+            (
+                Overrides {
+                    sts_endpoint: Some("moto:5000".into()),
+                    ..Default::default()
+                },
+                "sts-endpoint",
+            ),
+            (
+                Overrides {
+                    region: Some("US East".into()),
+                    ..Default::default()
+                },
+                "region",
+            ),
+            (
+                Overrides {
+                    state_dir: Some("relative".into()),
+                    ..Default::default()
+                },
+                "state-dir",
+            ),
+        ];
+        for (flags, key) in cases {
+            let err = resolve(FileConfig::default(), flags, None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_local_issuer_allows_short_sessions() {
+        let flags = Overrides {
+            issuer: Some(IssuerKind::Local),
+            session_duration_seconds: Some(60),
+            state_dir: Some("/tmp/s".into()),
+            ..Overrides::default()
+        };
+        assert!(resolve(FileConfig::default(), flags, None).is_ok());
+    }
+}

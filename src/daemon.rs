@@ -1,0 +1,208 @@
+//! Wiring of the daemon: state directory, token key, credential source,
+//! refresher, listeners, and shutdown, in the order that makes every
+//! configuration error surface before anything binds.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_config::environment::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{IssuerKind, Settings};
+use crate::identity::{default_availability_zone, instance_id_for_host, InstanceIdentity};
+use crate::imds::Endpoint;
+use crate::issuer::local::LocalIssuer;
+use crate::issuer::sts::{StsIssuer, StsSettings, StsSetupError};
+use crate::issuer::CredentialSource;
+use crate::refresh;
+use crate::server::{self, App};
+use crate::token::{KeyError, TokenAuthority};
+
+/// Region used by the local issuer when none is configured anywhere.
+pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
+/// Upper bound on one STS call.
+pub const STS_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state directory cannot be used.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The token key cannot be loaded.
+    #[error(transparent)]
+    TokenKey(#[from] KeyError),
+    /// No region for the STS issuer.
+    #[error("no region for STS: set region in the config file, pass --region, or set AWS_REGION")]
+    NoRegion,
+    /// The STS client could not be set up.
+    #[error(transparent)]
+    Sts(#[from] StsSetupError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Socket activation was attempted but failed.
+    #[error("cannot use the sockets passed by systemd: {0}")]
+    Activation(#[source] io::Error),
+}
+
+impl DaemonError {
+    /// The process exit code for this error (sysexits.h).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::NoRegion | DaemonError::Sts(_) => crate::cli::EX_CONFIG,
+            DaemonError::StateDir { .. } | DaemonError::TokenKey(_) => crate::cli::EX_CANTCREAT,
+            DaemonError::Bind { .. } | DaemonError::Activation(_) => crate::cli::EX_UNAVAILABLE,
+        }
+    }
+}
+
+/// Creates the state directory (0700) if needed and checks it is writable.
+pub fn prepare_state_dir(path: &Path) -> Result<(), DaemonError> {
+    let err = |source| DaemonError::StateDir {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        std::fs::create_dir_all(path).map_err(err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_dir() {
+        return Err(err(io::Error::other("not a directory")));
+    }
+    nix::unistd::access(
+        path,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(|e| err(io::Error::from(e)))?;
+    Ok(())
+}
+
+/// The region: configured, else from the AWS environment and profile
+/// (never from IMDS), else none.
+pub async fn resolve_region(configured: Option<&str>) -> Option<String> {
+    if let Some(r) = configured {
+        return Some(r.to_owned());
+    }
+    RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+        .or_else(ProfileFileRegionProvider::new())
+        .region()
+        .await
+        .map(|r| r.to_string())
+}
+
+/// Builds the credential source named by the settings.
+pub async fn credential_source(
+    settings: &Settings,
+    region: &str,
+    clock: SharedClock,
+) -> Result<Arc<dyn CredentialSource>, DaemonError> {
+    Ok(match settings.issuer {
+        IssuerKind::Local => Arc::new(LocalIssuer::new(settings.session_duration, clock)),
+        IssuerKind::Sts => Arc::new(
+            StsIssuer::connect(
+                &StsSettings {
+                    region: region.to_owned(),
+                    endpoint: settings.sts_endpoint.clone(),
+                    session_duration: settings.session_duration,
+                    call_timeout: STS_CALL_TIMEOUT,
+                },
+                clock,
+            )
+            .await?,
+        ),
+    })
+}
+
+/// Runs the daemon until `shutdown` completes.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    prepare_state_dir(&settings.state_dir)?;
+    let tokens = TokenAuthority::load_or_create(&settings.state_dir, clock.clone())?;
+
+    let region = match resolve_region(settings.region.as_deref()).await {
+        Some(r) => r,
+        None if settings.issuer == IssuerKind::Local => LOCAL_DEFAULT_REGION.to_owned(),
+        None => return Err(DaemonError::NoRegion),
+    };
+    let source = credential_source(&settings, &region, clock.clone()).await?;
+
+    let listeners = match server::listeners_from_systemd().map_err(DaemonError::Activation)? {
+        Some(l) => l,
+        None => server::bind_all(&settings.listen)
+            .await
+            .map_err(|(addr, source)| DaemonError::Bind { addr, source })?,
+    };
+
+    let identity = InstanceIdentity {
+        instance_id: instance_id_for_host(Path::new("/etc/machine-id")),
+        availability_zone: settings
+            .availability_zone
+            .clone()
+            .unwrap_or_else(|| default_availability_zone(&region)),
+        region: region.clone(),
+        started: clock.now(),
+    };
+    tracing::info!(
+        issuer = source.kind(),
+        role = settings.association.as_ref().map(|a| a.role.as_str()).unwrap_or("none"),
+        region = %region,
+        instance_id = %identity.instance_id,
+        imds_v1 = if settings.imds_v1 { "allowed" } else { "disabled" },
+        state_dir = %settings.state_dir.display(),
+        "starting"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let (snapshots, refresher, refresher_task) = refresh::spawn(
+        source,
+        settings.association.clone(),
+        clock.clone(),
+        stopped(),
+    );
+    let app = Arc::new(App {
+        endpoint: Endpoint {
+            tokens,
+            imds_v1: settings.imds_v1,
+            identity,
+            clock,
+        },
+        snapshots,
+        refresher,
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    server::run(listeners, app, stopped()).await;
+    let _ = refresher_task.await;
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! The IMDS wire protocol, as one function from a request to a response.
+//!
+//! [`handle`] implements the subset of the EC2 Instance Metadata Service
+//! that AWS SDKs use to find credentials and region, with IMDSv2 session
+//! tokens. It does no I/O and never waits: it reads the current
+//! [`Snapshot`] and answers. The network code lives in `server`.
+//!
+//! Status codes follow EC2, because SDKs act on them:
+//! - `PUT /latest/api/token`: 200 with the token and the mandatory
+//!   `X-aws-ec2-metadata-token-ttl-seconds` response header; 400 for a
+//!   missing or out-of-range TTL or an `X-Forwarded-For` header.
+//!   Go and JS fall back to IMDSv1 for good after a 403/404/405 here, so the
+//!   real token path never answers those.
+//! - `PUT` on any other `…/api/token` path: 403. Other methods: 405.
+//! - `GET`/`HEAD` with an invalid or expired token: 401; without a token
+//!   when IMDSv1 is disabled: 401.
+//! - Unknown paths, unknown roles, no role: 404 (never 401/403/5xx for
+//!   "unsupported": the Java SDK falls back only on 404).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::clock::{rfc3339_seconds, SharedClock};
+use crate::credentials::Credentials;
+use crate::identity::{architecture, instance_profile_arn, instance_profile_id, InstanceIdentity};
+use crate::refresh::Snapshot;
+use crate::token::{TokenAuthority, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS};
+
+/// Request header carrying the requested token TTL; also sent back.
+pub const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// Request header carrying the session token.
+pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+/// Proxies add this; a token request carrying it is refused.
+pub const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
+
+/// Everything the handler needs besides the request and the snapshot.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Issues and checks session tokens.
+    pub tokens: TokenAuthority,
+    /// Whether requests without a token are served (IMDSv1).
+    pub imds_v1: bool,
+    /// Instance id, region, zone.
+    pub identity: InstanceIdentity,
+    /// Wall and boot clocks.
+    pub clock: SharedClock,
+}
+
+/// Who sent the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    /// The remote address, when known.
+    pub addr: Option<SocketAddr>,
+}
+
+/// What the handler decided.
+#[derive(Debug)]
+pub struct Reply {
+    /// The response to send.
+    pub response: Response<Bytes>,
+    /// A short, fixed name of the route, for logs and metrics.
+    pub route: &'static str,
+    /// The snapshot held credentials that have expired: wake the refresher.
+    pub stale: bool,
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn status_only(status: StatusCode) -> Response<Bytes> {
+    let body = match status {
+        StatusCode::BAD_REQUEST => "Bad Request",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "Not Found",
+        StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed",
+        _ => "Error",
+    };
+    text(status, body)
+}
+
+fn not_allowed(allow: &'static str) -> Response<Bytes> {
+    let mut r = status_only(StatusCode::METHOD_NOT_ALLOWED);
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// `Host` must be an IP literal or `localhost` (with an optional port), so
+/// that a web page cannot reach the endpoint through DNS rebinding.
+pub fn host_is_allowed(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(http::header::HOST) else {
+        return true; // HTTP/1.0 clients may omit it.
+    };
+    let Ok(host) = value.to_str() else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || valid_port(port.strip_prefix(':')) => {
+                return v6.parse::<std::net::Ipv6Addr>().is_ok();
+            }
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if valid_port(Some(port)) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
+}
+
+fn valid_port(port: Option<&str>) -> bool {
+    matches!(port, Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Parses the requested token TTL: an integer in 1..=21600.
+fn parse_ttl(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(TOKEN_TTL_HEADER).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let s = value.to_str().ok()?.trim();
+    if s.is_empty() || s.len() > 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = s.parse().ok()?;
+    (MIN_TOKEN_TTL_SECONDS..=MAX_TOKEN_TTL_SECONDS)
+        .contains(&n)
+        .then_some(n)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CredentialDocument<'a> {
+    code: &'static str,
+    last_updated: String,
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: &'a str,
+    expiration: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct IamInfo {
+    code: &'static str,
+    last_updated: String,
+    instance_profile_arn: String,
+    instance_profile_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IdentityDocument<'a> {
+    account_id: &'a str,
+    architecture: &'static str,
+    availability_zone: &'a str,
+    billing_products: Option<Vec<String>>,
+    devpay_product_codes: Option<Vec<String>>,
+    marketplace_product_codes: Option<Vec<String>>,
+    image_id: &'static str,
+    instance_id: &'a str,
+    instance_type: &'static str,
+    kernel_id: Option<String>,
+    pending_time: String,
+    private_ip: &'static str,
+    ramdisk_id: Option<String>,
+    region: &'a str,
+    version: &'static str,
+}
+
+fn json<T: Serialize>(value: &T) -> Response<Bytes> {
+    match serde_json::to_string_pretty(value) {
+        Ok(body) => text(StatusCode::OK, body),
+        Err(_) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+fn credential_document(c: &Credentials, account_id: Option<&str>) -> Response<Bytes> {
+    json(&CredentialDocument {
+        code: "Success",
+        last_updated: rfc3339_seconds(c.last_updated),
+        kind: "AWS-HMAC",
+        access_key_id: &c.access_key_id,
+        secret_access_key: &c.secret_access_key,
+        token: &c.session_token,
+        expiration: rfc3339_seconds(c.expiration),
+        account_id,
+    })
+}
+
+/// A metadata API version: `latest` or a dated one such as `2016-09-02`.
+fn is_version(segment: &str) -> bool {
+    segment == "latest"
+        || (segment.len() == 10
+            && segment.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            }))
+}
+
+/// Answers one IMDS request.
+pub fn handle<B>(
+    req: &Request<B>,
+    snapshot: &Snapshot,
+    endpoint: &Endpoint,
+    _peer: &Peer,
+) -> Reply {
+    let reply = |response, route| Reply {
+        response,
+        route,
+        stale: false,
+    };
+    let headers = req.headers();
+    if !host_is_allowed(headers) {
+        return reply(status_only(StatusCode::BAD_REQUEST), "bad-host");
+    }
+    // Split the path into its segments, tolerating repeated and trailing slashes.
+    let segments: Vec<&str> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let is_token_path = segments.len() >= 2 && segments[segments.len() - 2..] == ["api", "token"];
+
+    let method = req.method();
+    if method == Method::PUT {
+        if !is_token_path {
+            return reply(not_allowed("GET, HEAD"), "other");
+        }
+        if segments.len() != 3 || segments[0] != "latest" {
+            return reply(status_only(StatusCode::FORBIDDEN), "token");
+        }
+        if headers.contains_key(FORWARDED_FOR_HEADER) {
+            return reply(status_only(StatusCode::BAD_REQUEST), "token");
+        }
+        let Some(ttl) = parse_ttl(headers) else {
+            return reply(status_only(StatusCode::BAD_REQUEST), "token");
+        };
+        let token = endpoint.tokens.issue(Duration::from_secs(ttl));
+        let mut response = text(StatusCode::OK, token);
+        response
+            .headers_mut()
+            .insert(TOKEN_TTL_HEADER, HeaderValue::from(ttl));
+        return reply(response, "token");
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let allow = if is_token_path { "PUT" } else { "GET, HEAD" };
+        return reply(
+            not_allowed(allow),
+            if is_token_path { "token" } else { "other" },
+        );
+    }
+    if is_token_path {
+        return reply(not_allowed("PUT"), "token");
+    }
+
+    // IMDSv2: a presented token must be valid; without one, only if v1 is on.
+    match headers.get(TOKEN_HEADER) {
+        Some(value) => {
+            let valid = value
+                .to_str()
+                .map(|t| endpoint.tokens.validate(t).is_ok())
+                .unwrap_or(false);
+            if !valid {
+                return reply(status_only(StatusCode::UNAUTHORIZED), "unauthorized");
+            }
+        }
+        None if !endpoint.imds_v1 => {
+            return reply(status_only(StatusCode::UNAUTHORIZED), "unauthorized");
+        }
+        None => {}
+    }
+
+    let (now, boot) = (endpoint.clock.now(), endpoint.clock.boot_time());
+    let stale = snapshot.served.is_some() && snapshot.usable(now, boot).is_none();
+    let creds = snapshot.usable(now, boot);
+    let role = snapshot.association.as_ref().map(|a| &a.role);
+    let id = &endpoint.identity;
+    let not_found = || status_only(StatusCode::NOT_FOUND);
+
+    let (response, route) = match segments.as_slice() {
+        [] => (text(StatusCode::OK, "latest"), "index"),
+        [v] if is_version(v) => (text(StatusCode::OK, "dynamic\nmeta-data"), "index"),
+        [v, rest @ ..] if is_version(v) => match rest {
+            ["meta-data"] => {
+                let index = if role.is_some() {
+                    "iam/\ninstance-id\nplacement/"
+                } else {
+                    "instance-id\nplacement/"
+                };
+                (text(StatusCode::OK, index), "index")
+            }
+            ["meta-data", "iam"] => match role {
+                Some(_) => (text(StatusCode::OK, "info\nsecurity-credentials/"), "index"),
+                None => (not_found(), "index"),
+            },
+            ["meta-data", "iam", "info"] => match role {
+                Some(role) => (
+                    json(&IamInfo {
+                        code: "Success",
+                        last_updated: rfc3339_seconds(snapshot.last_refresh.unwrap_or(id.started)),
+                        instance_profile_arn: instance_profile_arn(role),
+                        instance_profile_id: instance_profile_id(role),
+                    }),
+                    "iam-info",
+                ),
+                None => (not_found(), "iam-info"),
+            },
+            ["meta-data", "iam", list @ ("security-credentials" | "security-credentials-extended")] =>
+            {
+                let route = if *list == "security-credentials" {
+                    "credentials-list"
+                } else {
+                    "credentials-extended-list"
+                };
+                match role {
+                    Some(role) => (text(StatusCode::OK, role.name().to_owned()), route),
+                    None => (not_found(), route),
+                }
+            }
+            ["meta-data", "iam", kind @ ("security-credentials" | "security-credentials-extended"), name] =>
+            {
+                let extended = *kind == "security-credentials-extended";
+                let route = if extended {
+                    "credentials-extended"
+                } else {
+                    "credentials"
+                };
+                match (role, creds) {
+                    (Some(role), Some(c)) if role.name() == *name => (
+                        credential_document(c, extended.then(|| role.account_id())),
+                        route,
+                    ),
+                    _ => (not_found(), route),
+                }
+            }
+            ["meta-data", "instance-id"] => {
+                (text(StatusCode::OK, id.instance_id.clone()), "instance-id")
+            }
+            ["meta-data", "placement"] => {
+                (text(StatusCode::OK, "availability-zone\nregion"), "index")
+            }
+            ["meta-data", "placement", "region"] => {
+                (text(StatusCode::OK, id.region.clone()), "region")
+            }
+            ["meta-data", "placement", "availability-zone"] => (
+                text(StatusCode::OK, id.availability_zone.clone()),
+                "availability-zone",
+            ),
+            ["dynamic"] => (text(StatusCode::OK, "instance-identity/"), "index"),
+            ["dynamic", "instance-identity"] => (text(StatusCode::OK, "document"), "index"),
+            ["dynamic", "instance-identity", "document"] => (
+                json(&IdentityDocument {
+                    account_id: role.map(|r| r.account_id()).unwrap_or(""),
+                    architecture: architecture(),
+                    availability_zone: &id.availability_zone,
+                    billing_products: None,
+                    devpay_product_codes: None,
+                    marketplace_product_codes: None,
+                    image_id: "ami-00000000000000000",
+                    instance_id: &id.instance_id,
+                    instance_type: "hostrole.local",
+                    kernel_id: None,
+                    pending_time: rfc3339_seconds(id.started),
+                    private_ip: "127.0.0.1",
+                    ramdisk_id: None,
+                    region: &id.region,
+                    version: "2017-09-30",
+                }),
+                "identity-document",
+            ),
+            _ => (not_found(), "other"),
+        },
+        _ => (not_found(), "other"),
+    };
+    Reply {
+        response,
+        route,
+        stale,
+    }
+}

@@ -1,0 +1,235 @@
+//! The STS issuer: `AssumeRole` through aws-sdk-sts.
+//!
+//! Base credentials come from the standard chain *without* the instance
+//! metadata provider (environment, shared config and credentials files, web
+//! identity token, container credentials): the daemon must never ask itself.
+//! The SDK's own retries are off; the refresher owns backoff, so that every
+//! call STS sees is one the refresher decided to make.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::ecs::EcsCredentialsProvider;
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use zeroize::Zeroizing;
+
+use super::{CredentialSource, FetchError, FetchFuture};
+use crate::clock::SharedClock;
+use crate::credentials::{Association, Credentials};
+
+/// Where the base credentials are looked for, in order, for error messages.
+pub const BASE_CREDENTIAL_SOURCES: &str = "environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), \
+the shared config and credentials files (AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, ~/.aws/), \
+a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN), \
+container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI)";
+
+/// How to reach STS.
+#[derive(Debug, Clone)]
+pub struct StsSettings {
+    /// Region whose regional STS endpoint is called.
+    pub region: String,
+    /// Another endpoint (moto, LocalStack, a VPC endpoint).
+    pub endpoint: Option<String>,
+    /// `DurationSeconds` asked for.
+    pub session_duration: Duration,
+    /// Upper bound on one AssumeRole call, connection included.
+    pub call_timeout: Duration,
+}
+
+/// Setting up the STS client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StsSetupError {
+    /// The chain found nothing.
+    #[error("no base credentials for STS: looked in {BASE_CREDENTIAL_SOURCES}")]
+    NoBaseCredentials,
+    /// A source was configured but failed.
+    #[error("base credentials for STS could not be loaded: {0}")]
+    BaseCredentials(String),
+}
+
+/// AssumeRole through aws-sdk-sts.
+#[derive(Debug)]
+pub struct StsIssuer {
+    client: aws_sdk_sts::Client,
+    session_duration: Duration,
+    clock: SharedClock,
+}
+
+/// The base credential chain: the SDK default chain less IMDS.
+fn base_chain(region: &str) -> CredentialsProviderChain {
+    let conf = ProviderConfig::without_region().with_region(Some(Region::new(region.to_owned())));
+    CredentialsProviderChain::first_try(
+        "Environment",
+        EnvironmentVariableCredentialsProvider::new(),
+    )
+    .or_else(
+        "Profile",
+        ProfileFileCredentialsProvider::builder()
+            .configure(&conf)
+            .build(),
+    )
+    .or_else(
+        "WebIdentityToken",
+        WebIdentityTokenCredentialsProvider::builder()
+            .configure(&conf)
+            .build(),
+    )
+    .or_else(
+        "EcsContainer",
+        EcsCredentialsProvider::builder().configure(&conf).build(),
+    )
+}
+
+impl StsIssuer {
+    /// Builds the client and checks, once, that base credentials exist.
+    pub async fn connect(
+        settings: &StsSettings,
+        clock: SharedClock,
+    ) -> Result<Self, StsSetupError> {
+        let chain = base_chain(&settings.region);
+        match chain.provide_credentials().await {
+            Ok(_) => {}
+            Err(CredentialsError::CredentialsNotLoaded(_)) => {
+                return Err(StsSetupError::NoBaseCredentials)
+            }
+            Err(e) => {
+                return Err(StsSetupError::BaseCredentials(
+                    DisplayErrorContext(&e).to_string(),
+                ))
+            }
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .credentials_provider(chain)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5).min(settings.call_timeout))
+                    .operation_timeout(settings.call_timeout)
+                    .build(),
+            );
+        if let Some(url) = &settings.endpoint {
+            loader = loader.endpoint_url(url.clone());
+        }
+        let sdk_config = loader.load().await;
+        Ok(StsIssuer {
+            client: aws_sdk_sts::Client::new(&sdk_config),
+            session_duration: settings.session_duration,
+            clock,
+        })
+    }
+
+    async fn assume(&self, association: &Association) -> Result<Credentials, FetchError> {
+        let out = self
+            .client
+            .assume_role()
+            .role_arn(association.role.as_str())
+            .role_session_name(&association.session_name)
+            .set_external_id(association.external_id.clone())
+            .duration_seconds(self.session_duration.as_secs() as i32)
+            .send()
+            .await
+            .map_err(classify)?;
+        let c = out
+            .credentials()
+            .ok_or_else(|| FetchError::transient("AssumeRole answered without credentials"))?;
+        let expiration = SystemTime::try_from(*c.expiration()).map_err(|_| {
+            FetchError::transient("AssumeRole answered with an unusable expiration")
+        })?;
+        let now = self.clock.now();
+        if expiration <= now {
+            return Err(FetchError::transient(format!(
+                "AssumeRole answered with credentials already expired at {} (is the host clock right?)",
+                crate::clock::rfc3339_seconds(expiration)
+            )));
+        }
+        Ok(Credentials {
+            access_key_id: c.access_key_id().to_owned(),
+            secret_access_key: Zeroizing::new(c.secret_access_key().to_owned()),
+            session_token: Zeroizing::new(c.session_token().to_owned()),
+            expiration,
+            last_updated: SystemTime::UNIX_EPOCH
+                + Duration::from_secs(crate::clock::unix_seconds(now)),
+        })
+    }
+}
+
+/// STS error codes after which the role cannot be assumed until something
+/// changes on the AWS side.
+const FATAL_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "NoSuchEntity",
+    "MalformedPolicyDocument",
+    "PackedPolicyTooLarge",
+    "RegionDisabledException",
+    "ValidationError",
+    "InvalidParameterValue",
+];
+
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "SlowDown",
+];
+
+fn classify<E>(err: SdkError<E, HttpResponse>) -> FetchError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code().unwrap_or("");
+            let message = se.err().message().unwrap_or("");
+            let text = format!("STS AssumeRole failed: HTTP {status} {code}: {message}");
+            if THROTTLING_CODES.contains(&code) || status == 429 {
+                FetchError::throttled(text)
+            } else if status >= 500 {
+                FetchError::transient(text)
+            } else if FATAL_CODES.contains(&code) || (400..500).contains(&status) {
+                FetchError::fatal(text)
+            } else {
+                FetchError::transient(text)
+            }
+        }
+        SdkError::TimeoutError(_) => {
+            FetchError::transient(format!("STS AssumeRole timed out: {detail}"))
+        }
+        SdkError::DispatchFailure(_) => {
+            FetchError::transient(format!("STS AssumeRole could not be sent: {detail}"))
+        }
+        SdkError::ResponseError(_) => FetchError::transient(format!(
+            "STS AssumeRole answered with an unreadable response: {detail}"
+        )),
+        _ => FetchError::fatal(format!("STS AssumeRole could not be built: {detail}")),
+    }
+}
+
+impl CredentialSource for StsIssuer {
+    fn kind(&self) -> &'static str {
+        "sts"
+    }
+
+    fn fetch<'a>(&'a self, association: &'a Association) -> FetchFuture<'a> {
+        Box::pin(self.assume(association))
+    }
+}

@@ -1,0 +1,17 @@
+//! hostrole: gives a Linux host one IAM role through an endpoint that is
+//! wire-compatible with the EC2 Instance Metadata Service, fed by STS
+//! AssumeRole and refreshed in the background.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod daemon;
+pub mod identity;
+pub mod imds;
+pub mod issuer;
+pub mod refresh;
+pub mod server;
+pub mod token;
