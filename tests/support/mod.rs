@@ -1,0 +1,218 @@
+//! Shared helpers for black-box tests: start the real `hostrole` binary on
+//! an ephemeral loopback port, and speak raw HTTP/1.1 to it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The demo role used across tests.
+pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/demo";
+
+/// A running daemon.
+pub struct Daemon {
+    child: Child,
+    /// The bound address.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+/// Starts `hostrole serve` with `args`, listening on an ephemeral loopback
+/// port, logging JSON, and waits until it listens (at most 20 s).
+pub fn start_daemon(state_dir: &Path, args: &[&str]) -> Daemon {
+    start_daemon_env(state_dir, args, &[])
+}
+
+/// As [`start_daemon`], with extra environment variables.
+pub fn start_daemon_env(state_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostrole"));
+    cmd.arg("serve")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--log-format", "json"]);
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.args(args)
+        .env("HOSTROLE_LOG", "debug,aws_config=warn,aws_smithy_runtime=warn,hyper=warn")
+        .env_remove("AWS_PROFILE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn hostrole");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("\"listening\"") {
+                if let Some(addr) = json_field(&line, "addr") {
+                    let _ = tx.send(addr);
+                }
+            }
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(a) => a.parse().expect("listening address"),
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("daemon did not start ({status:?}); log:\n{}", log.lock().unwrap());
+        }
+    };
+    Daemon { child, addr, log }
+}
+
+fn json_field(line: &str, key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get("fields")?.get(key)?.as_str().map(str::to_owned)
+}
+
+impl Daemon {
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle` (at most `timeout`).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for the exit.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                return (status, self.log());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("daemon did not stop on SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: HashMap<String, String>,
+    /// Body.
+    pub body: String,
+}
+
+/// Sends one raw request (`Connection: close` is up to the caller) and reads
+/// the response, with 10 s timeouts.
+pub fn raw_request(addr: SocketAddr, request: &str) -> HttpResponse {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&String::from_utf8_lossy(&buf))
+}
+
+/// Parses a response that was read to the end.
+pub fn parse_response(text: &str) -> HttpResponse {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// `METHOD path` with extra headers, `Host: <addr>` and `Connection: close`.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    raw_request(addr, &req)
+}
+
+/// An IMDSv2 token valid for `ttl` seconds.
+pub fn token(addr: SocketAddr, ttl: u32) -> String {
+    let r = request(
+        addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", &ttl.to_string())],
+    );
+    assert_eq!(r.status, 200, "token PUT: {r:?}");
+    r.body
+}
+
+/// GET with a token.
+pub fn get(addr: SocketAddr, path: &str, token: &str) -> HttpResponse {
+    request(addr, "GET", path, &[("X-aws-ec2-metadata-token", token)])
+}
+
+/// The credentials document for the listed role, as JSON.
+pub fn fetch_credentials(addr: SocketAddr) -> serde_json::Value {
+    let t = token(addr, 60);
+    let list = get(addr, "/latest/meta-data/iam/security-credentials/", &t);
+    assert_eq!(list.status, 200, "listing: {list:?}");
+    let doc = get(addr, &format!("/latest/meta-data/iam/security-credentials/{}", list.body), &t);
+    assert_eq!(doc.status, 200, "document: {doc:?}");
+    serde_json::from_str(&doc.body).expect("credentials JSON")
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Path of a file inside a directory.
+pub fn path_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
