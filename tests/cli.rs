@@ -1,0 +1,282 @@
+//! Black-box tests of the `hostrole` binary: exit codes, config errors,
+//! serving, restart, shutdown.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+fn hostrole(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hostrole"))
+        .args(args)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .output()
+        .expect("run hostrole")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn an_unknown_command_is_a_usage_error() {
+    let o = hostrole(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).contains("unrecognized subcommand"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn an_unknown_config_key_names_the_key_and_line() {
+    let dir = temp_dir();
+    let cfg = path_in(dir.path(), "hostrole.toml");
+    std::fs::write(&cfg, "issuer = \"local\"\nrole-arn = \"arn:aws:iam::123456789012:role/demo\"\nlisten-on = \"x\"\n").unwrap();
+    let o = hostrole(&["serve", "--check-config", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    let err = stderr(&o);
+    assert!(err.contains("listen-on") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn a_missing_config_file_is_a_config_error() {
+    let o = hostrole(&["serve", "--config", "/nonexistent/hostrole.toml"]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(
+        stderr(&o).contains("/nonexistent/hostrole.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_settings() {
+    let dir = temp_dir();
+    let cfg = path_in(dir.path(), "hostrole.toml");
+    std::fs::write(
+        &cfg,
+        "issuer = \"local\"\nregion = \"eu-west-1\"\nlisten = [\"127.0.0.1:9999\"]\n",
+    )
+    .unwrap();
+    let o = hostrole(&[
+        "serve",
+        "--check-config",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--role-arn",
+        ROLE_ARN,
+        "--state-dir",
+        "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "configuration OK",
+        "127.0.0.1:9999",
+        ROLE_ARN,
+        "local",
+        "eu-west-1",
+        "disabled",
+    ] {
+        assert!(out.contains(want), "{want} missing from:\n{out}");
+    }
+}
+
+#[test]
+fn a_bad_flag_value_is_rejected_before_anything_binds() {
+    let o = hostrole(&[
+        "serve",
+        "--issuer",
+        "local",
+        "--role-arn",
+        "demo",
+        "--state-dir",
+        "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(stderr(&o).contains("role-arn"), "{}", stderr(&o));
+}
+
+#[test]
+fn sts_without_a_region_says_how_to_set_one() {
+    let dir = temp_dir();
+    let o = Command::new(env!("CARGO_BIN_EXE_hostrole"))
+        .args([
+            "serve",
+            "--issuer",
+            "sts",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    assert!(stderr(&o).contains("no region"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unusable_state_dir_is_a_clear_error() {
+    let o = hostrole(&[
+        "serve",
+        "--issuer",
+        "local",
+        "--state-dir",
+        "/dev/null/state",
+    ]);
+    assert_eq!(o.status.code(), Some(73));
+    let err = stderr(&o);
+    assert!(err.contains("state directory /dev/null/state"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = temp_dir();
+    let o = hostrole(&[
+        "serve",
+        "--issuer",
+        "local",
+        "--listen",
+        &addr,
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(69));
+    assert!(
+        stderr(&o).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_local_issuer_serves_realistic_credentials_for_the_role() {
+    let dir = temp_dir();
+    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let creds = fetch_credentials(d.addr);
+    let key = creds["AccessKeyId"].as_str().unwrap();
+    assert!(key.starts_with("ASIA") && key.len() == 20, "{key}");
+    assert_eq!(creds["SecretAccessKey"].as_str().unwrap().len(), 40);
+    assert_eq!(creds["Code"], "Success");
+    assert_eq!(creds["Type"], "AWS-HMAC");
+    // IMDSv1 is disabled by default.
+    let v1 = request(
+        d.addr,
+        "GET",
+        "/latest/meta-data/iam/security-credentials/",
+        &[],
+    );
+    assert_eq!(v1.status, 401);
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn imds_v1_can_be_allowed() {
+    let dir = temp_dir();
+    let d = start_daemon(
+        dir.path(),
+        &[
+            "--issuer",
+            "local",
+            "--role-arn",
+            ROLE_ARN,
+            "--imds-v1",
+            "allowed",
+        ],
+    );
+    let v1 = request(
+        d.addr,
+        "GET",
+        "/latest/meta-data/iam/security-credentials/",
+        &[],
+    );
+    assert_eq!((v1.status, v1.body.as_str()), (200, "demo"));
+}
+
+#[test]
+fn a_token_stays_valid_across_a_restart() {
+    let dir = temp_dir();
+    let args = ["--issuer", "local", "--role-arn", ROLE_ARN];
+    let d = start_daemon(dir.path(), &args);
+    let addr = d.addr.to_string();
+    let t = token(d.addr, 21_600);
+    assert_eq!(get(d.addr, "/latest/meta-data/instance-id", &t).status, 200);
+    let instance_id = get(d.addr, "/latest/meta-data/instance-id", &t).body;
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let mut again = args.to_vec();
+    again.extend(["--listen", &addr]);
+    let d = start_daemon(dir.path(), &again);
+    let r = get(d.addr, "/latest/meta-data/iam/security-credentials/", &t);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "demo"),
+        "old token after restart"
+    );
+    assert_eq!(
+        get(d.addr, "/latest/meta-data/instance-id", &t).body,
+        instance_id
+    );
+    // A different state directory has a different key: the token is refused.
+    let other = temp_dir();
+    let d2 = start_daemon(other.path(), &args);
+    assert_eq!(
+        get(d2.addr, "/latest/meta-data/instance-id", &t).status,
+        401
+    );
+}
+
+#[test]
+fn the_token_key_is_private_to_the_daemon() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let d = start_daemon(dir.path(), &["--issuer", "local"]);
+    let mode = std::fs::metadata(dir.path().join("token.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    drop(d);
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_logs_no_secret() {
+    let dir = temp_dir();
+    let d = start_daemon(
+        dir.path(),
+        &[
+            "--issuer",
+            "local",
+            "--role-arn",
+            ROLE_ARN,
+            "--session-duration",
+            "60",
+        ],
+    );
+    let creds = fetch_credentials(d.addr);
+    let secret = creds["SecretAccessKey"].as_str().unwrap().to_owned();
+    let token = creds["Token"].as_str().unwrap().to_owned();
+    // A 60 s session refreshes at half-life: wait for one refresh.
+    assert!(d.wait_for_log("credentials refreshed", Duration::from_secs(5)));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        log.contains(creds["AccessKeyId"].as_str().unwrap()),
+        "key id is logged"
+    );
+    assert!(!log.contains(&secret), "secret key in the log");
+    assert!(!log.contains(&token[..40]), "session token in the log");
+}
