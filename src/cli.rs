@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, ImdsV1, IssuerKind, Overrides};
+use crate::control;
 
 /// Command line usage error (sysexits.h).
 pub const EX_USAGE: u8 = 64;
@@ -13,8 +14,12 @@ pub const EX_USAGE: u8 = 64;
 pub const EX_UNAVAILABLE: u8 = 69;
 /// Internal error.
 pub const EX_SOFTWARE: u8 = 70;
+/// Permission denied.
+pub const EX_NOPERM: u8 = 77;
 /// Cannot create or write a needed file.
 pub const EX_CANTCREAT: u8 = 73;
+/// Temporary failure (another daemon holds the lock).
+pub const EX_TEMPFAIL: u8 = 75;
 /// Configuration error.
 pub const EX_CONFIG: u8 = 78;
 
@@ -41,6 +46,50 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the metadata endpoint.
     Serve(ServeArgs),
+    /// Give this host a role (fails if it has one: use replace).
+    Associate(RoleArgs),
+    /// Swap the host's role for another, atomically.
+    Replace(RoleArgs),
+    /// Remove the host's role: its credentials stop being served at once.
+    Disassociate(ClientArgs),
+    /// Show the role, the credentials' expiry and refresh state.
+    Status(StatusArgs),
+}
+
+/// Options shared by the client commands.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// The daemon's control socket [default: /run/hostrole/control.sock].
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+}
+
+/// `hostrole associate` and `hostrole replace`.
+#[derive(Debug, clap::Args)]
+pub struct RoleArgs {
+    /// The role, e.g. arn:aws:iam::123456789012:role/app.
+    #[arg(value_name = "ROLE_ARN")]
+    pub role_arn: String,
+    /// External id the role's trust policy asks for.
+    #[arg(long, value_name = "ID")]
+    pub external_id: Option<String>,
+    /// Role session name [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub session_name: Option<String>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `hostrole status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// `hostrole serve`.
@@ -82,6 +131,9 @@ pub struct ServeArgs {
     /// State directory [default: /var/lib/hostrole as root, else ~/.local/state/hostrole].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Control socket path [default: /run/hostrole/control.sock as root].
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -104,6 +156,7 @@ impl ServeArgs {
             availability_zone: self.availability_zone.clone(),
             imds_v1: self.imds_v1,
             state_dir: self.state_dir.clone(),
+            control_socket: self.control_socket.clone(),
         }
     }
 }
@@ -141,7 +194,93 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Associate(args) => change(
+            control::Request::Associate(args.role_request()),
+            &args.client,
+        ),
+        Command::Replace(args) => {
+            change(control::Request::Replace(args.role_request()), &args.client)
+        }
+        Command::Disassociate(args) => change(control::Request::Disassociate, &args),
+        Command::Status(args) => status(&args),
     }
+}
+
+impl RoleArgs {
+    fn role_request(&self) -> control::RoleRequest {
+        control::RoleRequest {
+            role_arn: self.role_arn.clone(),
+            external_id: self.external_id.clone(),
+            session_name: self.session_name.clone(),
+        }
+    }
+}
+
+fn socket_path(args: &ClientArgs) -> PathBuf {
+    args.control_socket
+        .clone()
+        .unwrap_or_else(control::client_socket_path)
+}
+
+fn call(request: &control::Request, args: &ClientArgs) -> Result<control::Response, ExitCode> {
+    let response = control::call(&socket_path(args), request).map_err(|e| match e {
+        control::ClientError::Connect { .. } => fail(EX_UNAVAILABLE, e),
+        _ => fail(EX_SOFTWARE, e),
+    })?;
+    if response.ok {
+        Ok(response)
+    } else if response.permission_denied {
+        Err(fail(EX_NOPERM, response.error.unwrap_or_default()))
+    } else {
+        Err(fail(1, response.error.unwrap_or_default()))
+    }
+}
+
+fn change(request: control::Request, args: &ClientArgs) -> ExitCode {
+    match call(&request, args) {
+        Ok(response) => {
+            let role = response.status.and_then(|s| s.role);
+            match role {
+                Some(role) => println!("role: {role}"),
+                None => println!("role: none"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn status(args: &StatusArgs) -> ExitCode {
+    let response = match call(&control::Request::Status, &args.client) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let Some(s) = response.status else {
+        return fail(EX_SOFTWARE, "the daemon sent no status");
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).expect("plain data serializes")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!(
+        "role:            {}",
+        s.role.clone().unwrap_or_else(|| "none".into())
+    );
+    println!("source:          {}", s.source);
+    println!("serving:         {}", if s.serving { "yes" } else { "no" });
+    println!("access key id:   {}", or_none(&s.access_key_id));
+    println!("expiration:      {}", or_none(&s.expiration));
+    println!("last refresh:    {}", or_none(&s.last_refresh));
+    println!("next refresh:    {}", or_none(&s.next_refresh));
+    println!("last error:      {}", or_none(&s.last_error));
+    println!("tokens issued:   {}", s.tokens_issued);
+    println!("requests:        {}", s.requests);
+    println!("daemon pid:      {}", s.pid);
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -191,6 +330,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         );
         println!("  state dir:        {}", settings.state_dir.display());
+        println!("  control socket:   {}", settings.control_socket.display());
         return ExitCode::SUCCESS;
     }
     init_logging(args.log_format);

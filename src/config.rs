@@ -73,8 +73,12 @@ pub struct FileConfig {
     pub availability_zone: Option<String>,
     /// `allowed` or `disabled`.
     pub imds_v1: Option<ImdsV1>,
-    /// Where the token key lives.
+    /// Where the token key and the association live.
     pub state_dir: Option<PathBuf>,
+    /// The control socket's path.
+    pub control_socket: Option<PathBuf>,
+    /// A group whose members may change the association, besides root.
+    pub admin_group: Option<String>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -102,6 +106,8 @@ pub struct Overrides {
     pub imds_v1: Option<ImdsV1>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--control-socket`.
+    pub control_socket: Option<PathBuf>,
 }
 
 /// The validated settings the daemon runs with.
@@ -125,6 +131,10 @@ pub struct Settings {
     pub imds_v1: bool,
     /// State directory.
     pub state_dir: PathBuf,
+    /// Control socket path.
+    pub control_socket: PathBuf,
+    /// Admin group id, besides root, allowed to change the association.
+    pub admin_gid: Option<u32>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -327,6 +337,23 @@ pub fn resolve(
         )));
     }
 
+    let control_socket = flags
+        .control_socket
+        .or(file.control_socket)
+        .unwrap_or_else(|| crate::control::default_socket_path(&state_dir));
+    let admin_gid = match &file.admin_group {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => Some(g.gid.as_raw()),
+            Ok(None) => return Err(invalid(format!("admin-group: no group named {name:?}"))),
+            Err(e) => {
+                return Err(invalid(format!(
+                    "admin-group: cannot look up {name:?}: {e}"
+                )))
+            }
+        },
+    };
+
     Ok(Settings {
         listen,
         association,
@@ -337,6 +364,8 @@ pub fn resolve(
         availability_zone,
         imds_v1,
         state_dir,
+        control_socket,
+        admin_gid,
         config_path,
     })
 }

@@ -14,6 +14,8 @@ use aws_config::profile::ProfileFileRegionProvider;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{IssuerKind, Settings};
+use crate::control::{self, Control, Counters};
+use crate::credentials::Association;
 use crate::identity::{default_availability_zone, instance_id_for_host, InstanceIdentity};
 use crate::imds::Endpoint;
 use crate::issuer::local::LocalIssuer;
@@ -21,6 +23,7 @@ use crate::issuer::sts::{StsIssuer, StsSettings, StsSetupError};
 use crate::issuer::CredentialSource;
 use crate::refresh;
 use crate::server::{self, App};
+use crate::state;
 use crate::token::{KeyError, TokenAuthority};
 
 /// Region used by the local issuer when none is configured anywhere.
@@ -58,6 +61,18 @@ pub enum DaemonError {
         #[source]
         source: io::Error,
     },
+    /// The state directory's lock or association file.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The control socket could not be created.
+    #[error("cannot create the control socket {path}: {source}")]
+    ControlSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// Socket activation was attempted but failed.
     #[error("cannot use the sockets passed by systemd: {0}")]
     Activation(#[source] io::Error),
@@ -70,6 +85,9 @@ impl DaemonError {
             DaemonError::NoRegion | DaemonError::Sts(_) => crate::cli::EX_CONFIG,
             DaemonError::StateDir { .. } | DaemonError::TokenKey(_) => crate::cli::EX_CANTCREAT,
             DaemonError::Bind { .. } | DaemonError::Activation(_) => crate::cli::EX_UNAVAILABLE,
+            DaemonError::State(crate::state::StateError::Corrupt { .. }) => crate::cli::EX_CONFIG,
+            DaemonError::State(crate::state::StateError::Locked { .. }) => crate::cli::EX_TEMPFAIL,
+            DaemonError::State(_) | DaemonError::ControlSocket { .. } => crate::cli::EX_CANTCREAT,
         }
     }
 }
@@ -139,7 +157,9 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let clock: SharedClock = Arc::new(SystemClock);
     prepare_state_dir(&settings.state_dir)?;
+    let _lock = state::lock(&settings.state_dir)?;
     let tokens = TokenAuthority::load_or_create(&settings.state_dir, clock.clone())?;
+    let association = initial_association(&settings)?;
 
     let region = match resolve_region(settings.region.as_deref()).await {
         Some(r) => r,
@@ -166,7 +186,7 @@ pub async fn run(
     };
     tracing::info!(
         issuer = source.kind(),
-        role = settings.association.as_ref().map(|a| a.role.as_str()).unwrap_or("none"),
+        role = association.as_ref().map(|a| a.role.as_str()).unwrap_or("none"),
         region = %region,
         instance_id = %identity.instance_id,
         imds_v1 = if settings.imds_v1 { "allowed" } else { "disabled" },
@@ -181,12 +201,24 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let (snapshots, refresher, refresher_task) = refresh::spawn(
-        source,
-        settings.association.clone(),
-        clock.clone(),
-        stopped(),
-    );
+    let control_listener =
+        control::bind(&settings.control_socket).map_err(|source| DaemonError::ControlSocket {
+            path: settings.control_socket.clone(),
+            source,
+        })?;
+    let (snapshots, refresher, refresher_task) =
+        refresh::spawn(source, association, clock.clone(), stopped());
+    let counters = Arc::new(Counters::default());
+    let control = Arc::new(Control {
+        refresher: refresher.clone(),
+        snapshots: snapshots.clone(),
+        state_dir: settings.state_dir.clone(),
+        admin_gid: settings.admin_gid,
+        clock: clock.clone(),
+        counters: counters.clone(),
+        changes: tokio::sync::Mutex::new(()),
+    });
+    let control_task = tokio::spawn(control::serve(control_listener, control, stopped()));
     let app = Arc::new(App {
         endpoint: Endpoint {
             tokens,
@@ -196,6 +228,7 @@ pub async fn run(
         },
         snapshots,
         refresher,
+        counters,
     });
     tokio::spawn(async move {
         shutdown.await;
@@ -204,5 +237,28 @@ pub async fn run(
     });
     server::run(listeners, app, stopped()).await;
     let _ = refresher_task.await;
+    let _ = control_task.await;
+    let _ = std::fs::remove_file(&settings.control_socket);
     Ok(())
+}
+
+/// The association to start with. A role named in the config file or on the
+/// command line wins, and is persisted; otherwise the persisted one.
+pub fn initial_association(settings: &Settings) -> Result<Option<Association>, DaemonError> {
+    let persisted = state::load_association(&settings.state_dir)?;
+    match (&settings.association, persisted) {
+        (Some(configured), persisted) => {
+            if persisted.as_ref() != Some(configured) {
+                state::store_association(&settings.state_dir, Some(configured))?;
+                tracing::info!(
+                    target: "audit",
+                    old_role = persisted.as_ref().map(|a| a.role.as_str()).unwrap_or("none"),
+                    new_role = configured.role.as_str(),
+                    "association set from the configuration"
+                );
+            }
+            Ok(Some(configured.clone()))
+        }
+        (None, persisted) => Ok(persisted),
+    }
 }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod credentials;
 pub mod daemon;
 pub mod identity;
@@ -14,4 +15,5 @@ pub mod imds;
 pub mod issuer;
 pub mod refresh;
 pub mod server;
+pub mod state;
 pub mod token;

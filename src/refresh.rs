@@ -314,11 +314,11 @@ impl Refresher {
         self.last_refresh = None;
         self.failures = 0;
         self.next_attempt_boot = self.clock.boot_time();
-        tracing::info!(
+        tracing::debug!(
             old_role = old.as_deref().unwrap_or("none"),
             new_role = new.as_deref().unwrap_or("none"),
             generation = self.generation,
-            "association changed"
+            "association swapped"
         );
     }
 

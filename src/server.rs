@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::control::Counters;
 use crate::imds::{handle, Endpoint, Peer};
 use crate::refresh::{RefresherHandle, Snapshot};
 
@@ -46,6 +48,8 @@ pub struct App {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// To wake the refresher when credentials are found expired.
     pub refresher: RefresherHandle,
+    /// Request and token counts.
+    pub counters: Arc<Counters>,
 }
 
 impl App {
@@ -55,6 +59,10 @@ impl App {
         let reply = handle(req, &snapshot, &self.endpoint, peer);
         if reply.stale {
             self.refresher.wake();
+        }
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if reply.route == "token" && reply.response.status() == http::StatusCode::OK {
+            self.counters.tokens_issued.fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(
             method = %req.method(),

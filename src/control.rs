@@ -1,0 +1,485 @@
+//! The control socket: `hostrole associate | replace | disassociate | status`
+//! talk to the running daemon over a Unix socket.
+//!
+//! One JSON request line, one JSON response line, then the connection
+//! closes. Anyone may ask for `status` (it holds no secret); changes are
+//! accepted only from root or members of the configured admin group, as
+//! the kernel reports the peer (`SO_PEERCRED`). Every change, and every
+//! refused attempt, is logged as an audit line with the caller's uid and pid.
+
+use std::io::{BufRead, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Mutex};
+
+use crate::clock::{rfc3339_seconds, SharedClock};
+use crate::config::default_session_name;
+use crate::credentials::{validate_external_id, validate_session_name, Association, RoleArn};
+use crate::refresh::{RefresherHandle, Snapshot};
+use crate::state;
+
+/// Socket path used by a root daemon outside systemd.
+pub const SYSTEM_CONTROL_SOCKET: &str = "/run/hostrole/control.sock";
+/// Longest request line accepted.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Time a client has to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request on the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Associate a role; fails if one is associated.
+    Associate(RoleRequest),
+    /// Replace the associated role; fails if none is.
+    Replace(RoleRequest),
+    /// Remove the associated role.
+    Disassociate,
+    /// Report the daemon's state.
+    Status,
+}
+
+/// The role part of associate and replace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RoleRequest {
+    /// The role ARN.
+    pub role_arn: String,
+    /// `sts:ExternalId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// `RoleSessionName`; the host name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Response {
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Set when the caller lacks permission.
+    #[serde(default)]
+    pub permission_denied: bool,
+    /// The state after the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+/// What `hostrole status` shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Status {
+    /// The associated role ARN.
+    pub role: Option<String>,
+    /// `sts` or `local`.
+    pub source: String,
+    /// Whether credentials are being served right now.
+    pub serving: bool,
+    /// The served access key id.
+    pub access_key_id: Option<String>,
+    /// When the served credentials expire.
+    pub expiration: Option<String>,
+    /// When the last successful refresh happened.
+    pub last_refresh: Option<String>,
+    /// When the next refresh is planned.
+    pub next_refresh: Option<String>,
+    /// Why credentials are not served, or why the last refresh failed.
+    pub last_error: Option<String>,
+    /// Tokens issued since start.
+    pub tokens_issued: u64,
+    /// IMDS requests answered since start.
+    pub requests: u64,
+    /// The daemon's pid.
+    pub pid: u32,
+}
+
+/// Counters kept by the IMDS server.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Tokens issued.
+    pub tokens_issued: AtomicU64,
+    /// Requests answered.
+    pub requests: AtomicU64,
+}
+
+/// Builds the status view of a snapshot.
+pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, counters: &Counters) -> Status {
+    let usable = snapshot.usable(clock.now(), clock.boot_time());
+    Status {
+        role: snapshot.association.as_ref().map(|a| a.role.to_string()),
+        source: snapshot.source.to_owned(),
+        serving: usable.is_some(),
+        access_key_id: usable.map(|c| c.access_key_id.clone()),
+        expiration: usable.map(|c| rfc3339_seconds(c.expiration)),
+        last_refresh: snapshot.last_refresh.map(rfc3339_seconds),
+        next_refresh: snapshot.next_refresh.map(rfc3339_seconds),
+        last_error: snapshot.last_error.clone(),
+        tokens_issued: counters.tokens_issued.load(Ordering::Relaxed),
+        requests: counters.requests.load(Ordering::Relaxed),
+        pid: std::process::id(),
+    }
+}
+
+/// The default socket path: systemd's `RUNTIME_DIRECTORY`, else
+/// `/run/hostrole` for root, else `$XDG_RUNTIME_DIR/hostrole`, else the
+/// state directory.
+pub fn default_socket_path(state_dir: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY").filter(|d| !d.is_empty()) {
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        return PathBuf::from(first).join("control.sock");
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from(SYSTEM_CONTROL_SOCKET);
+    }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("hostrole/control.sock");
+    }
+    state_dir.join("control.sock")
+}
+
+/// The socket a client talks to when none is given: the system one if it
+/// exists, else the one a daemon of this user would create.
+pub fn client_socket_path() -> PathBuf {
+    let system = PathBuf::from(SYSTEM_CONTROL_SOCKET);
+    if system.exists() {
+        return system;
+    }
+    default_socket_path(&crate::config::default_state_dir())
+}
+
+/// Binds the control socket, replacing a stale one, mode 0666 (access is
+/// checked per request with `SO_PEERCRED`).
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        if !parent.exists() {
+            std::fs::create_dir_all(parent)?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a file that is not a socket is in the way",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+/// What the control server needs.
+#[derive(Debug)]
+pub struct Control {
+    /// The refresher, to change the association.
+    pub refresher: RefresherHandle,
+    /// Latest snapshot.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Where the association is persisted.
+    pub state_dir: PathBuf,
+    /// Members of this group may change the association too.
+    pub admin_gid: Option<u32>,
+    /// Clocks.
+    pub clock: SharedClock,
+    /// IMDS counters.
+    pub counters: Arc<Counters>,
+    /// Serialises changes.
+    pub changes: Mutex<()>,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Process id, when the kernel says.
+    pub pid: Option<i32>,
+}
+
+/// Supplementary groups of a process, from `/proc/PID/status`.
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
+                g.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+impl Control {
+    fn may_change(&self, caller: &Caller) -> bool {
+        if caller.uid == 0 {
+            return true;
+        }
+        match self.admin_gid {
+            Some(gid) => {
+                caller.gid == gid
+                    || caller
+                        .pid
+                        .is_some_and(|pid| supplementary_groups(pid).contains(&gid))
+            }
+            None => false,
+        }
+    }
+
+    fn status(&self) -> Status {
+        let snap = self.snapshots.borrow().clone();
+        status_of(&snap, &self.clock, &self.counters)
+    }
+
+    fn refuse(&self, error: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(error.into()),
+            permission_denied: false,
+            status: Some(self.status()),
+        }
+    }
+
+    /// Carries out one request.
+    pub async fn execute(&self, request: Request, caller: Caller) -> Response {
+        let op = match &request {
+            Request::Associate(_) => "associate",
+            Request::Replace(_) => "replace",
+            Request::Disassociate => "disassociate",
+            Request::Status => {
+                return Response {
+                    ok: true,
+                    error: None,
+                    permission_denied: false,
+                    status: Some(self.status()),
+                }
+            }
+        };
+        if !self.may_change(&caller) {
+            tracing::warn!(target: "audit", uid = caller.uid, pid = caller.pid, op, "refused: permission denied");
+            return Response {
+                ok: false,
+                error: Some(format!(
+                    "permission denied: {op} needs root or the admin group (caller uid {})",
+                    caller.uid
+                )),
+                permission_denied: true,
+                status: None,
+            };
+        }
+        let _serial = self.changes.lock().await;
+        let current = self.snapshots.borrow().association.clone();
+        let new = match request {
+            Request::Associate(r) | Request::Replace(r) => match role_request(r) {
+                Ok(a) => Some(a),
+                Err(e) => return self.refuse(e),
+            },
+            _ => None,
+        };
+        match (op, &current) {
+            ("associate", Some(cur)) => {
+                return self.refuse(format!(
+                    "a role is already associated ({}); use `hostrole replace` to change it",
+                    cur.role
+                ))
+            }
+            ("replace" | "disassociate", None) => {
+                return self.refuse("no role is associated; use `hostrole associate` first")
+            }
+            _ => {}
+        }
+        if let Err(e) = state::store_association(&self.state_dir, new.as_ref()) {
+            tracing::error!(target: "audit", uid = caller.uid, pid = caller.pid, op, error = %e, "change not saved; nothing changed");
+            return self.refuse(format!("cannot save the change, nothing changed: {e}"));
+        }
+        let old_role = current.as_ref().map(|a| a.role.to_string());
+        let new_role = new.as_ref().map(|a| a.role.to_string());
+        match self.refresher.set_association(new).await {
+            Ok(_) => {
+                tracing::info!(
+                    target: "audit",
+                    uid = caller.uid,
+                    pid = caller.pid,
+                    op,
+                    old_role = old_role.as_deref().unwrap_or("none"),
+                    new_role = new_role.as_deref().unwrap_or("none"),
+                    "association changed"
+                );
+                Response {
+                    ok: true,
+                    error: None,
+                    permission_denied: false,
+                    status: Some(self.status()),
+                }
+            }
+            Err(e) => self.refuse(e.to_string()),
+        }
+    }
+}
+
+fn role_request(r: RoleRequest) -> Result<Association, String> {
+    let role = RoleArn::parse(r.role_arn.trim()).map_err(|e| e.to_string())?;
+    if let Some(id) = &r.external_id {
+        validate_external_id(id)?;
+    }
+    let session_name = match r.session_name {
+        Some(n) => {
+            validate_session_name(&n)?;
+            n
+        }
+        None => default_session_name(),
+    };
+    Ok(Association {
+        role,
+        external_id: r.external_id,
+        session_name,
+    })
+}
+
+/// Serves the control socket until `shutdown` completes.
+pub async fn serve(
+    listener: UnixListener,
+    control: Arc<Control>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => match a {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let control = control.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, &control).await {
+                tracing::debug!(error = %e, "control connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn connection(stream: UnixStream, control: &Control) -> std::io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let caller = Caller {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid: cred.pid(),
+    };
+    let (read, mut write) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(read);
+    let mut line = Vec::new();
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut limited = (&mut reader).take(MAX_REQUEST_BYTES as u64 + 1);
+        limited.read_until(b'\n', &mut line).await
+    })
+    .await;
+    let response = match read {
+        Err(_) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => Response {
+            ok: false,
+            error: Some("request too large".into()),
+            permission_denied: false,
+            status: None,
+        },
+        Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
+            Ok(request) => control.execute(request, caller).await,
+            Err(e) => Response {
+                ok: false,
+                error: Some(format!("malformed request: {e}")),
+                permission_denied: false,
+                status: None,
+            },
+        },
+    };
+    let mut out = serde_json::to_vec(&response).expect("plain data serializes");
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// A client-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error("cannot reach the hostrole daemon at {path}: {source} (is it running? pass --control-socket if it listens elsewhere)")]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange failed midway.
+    #[error("control socket {path}: {source}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon's answer was not understood.
+    #[error("unexpected answer from the daemon: {0}")]
+    Protocol(String),
+}
+
+/// Sends one request and waits (at most 30 s) for the answer.
+pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+    let io_err = |source| ClientError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(io_err)?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .map_err(io_err)?;
+    let mut body = serde_json::to_vec(request).expect("plain data serializes");
+    body.push(b'\n');
+    stream.write_all(&body).map_err(io_err)?;
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(io_err)?;
+    serde_json::from_str(&line)
+        .map_err(|e| ClientError::Protocol(format!("{e}: {:?}", line.trim())))
+}
