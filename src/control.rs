@@ -182,6 +182,12 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
                     "a file that is not a socket is in the way",
                 ));
             }
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another daemon is listening on it",
+                ));
+            }
             std::fs::remove_file(path)?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -37,8 +37,14 @@ pub fn start_daemon_env(state_dir: &Path, args: &[&str], env: &[(&str, &str)]) -
     if !args.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);
     }
+    if !args.contains(&"--control-socket") {
+        cmd.arg("--control-socket").arg(control_socket(state_dir));
+    }
     cmd.args(args)
-        .env("HOSTROLE_LOG", "debug,aws_config=warn,aws_smithy_runtime=warn,hyper=warn")
+        .env(
+            "HOSTROLE_LOG",
+            "debug,aws_config=warn,aws_smithy_runtime=warn,hyper=warn",
+        )
         .env_remove("AWS_PROFILE")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -67,10 +73,29 @@ pub fn start_daemon_env(state_dir: &Path, args: &[&str], env: &[(&str, &str)]) -
             let _ = child.kill();
             let status = child.wait().ok();
             std::thread::sleep(Duration::from_millis(100));
-            panic!("daemon did not start ({status:?}); log:\n{}", log.lock().unwrap());
+            panic!(
+                "daemon did not start ({status:?}); log:\n{}",
+                log.lock().unwrap()
+            );
         }
     };
     Daemon { child, addr, log }
+}
+
+/// The control socket test daemons use: inside their state directory.
+pub fn control_socket(state_dir: &Path) -> PathBuf {
+    state_dir.join("control.sock")
+}
+
+/// Runs a client command (`associate`, `status`, …) against the daemon
+/// whose state directory is `state_dir`.
+pub fn client(state_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hostrole"))
+        .args(args)
+        .arg("--control-socket")
+        .arg(control_socket(state_dir))
+        .output()
+        .expect("run hostrole client")
 }
 
 fn json_field(line: &str, key: &str) -> Option<String> {
@@ -171,7 +196,12 @@ pub fn parse_response(text: &str) -> HttpResponse {
 }
 
 /// `METHOD path` with extra headers, `Host: <addr>` and `Connection: close`.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -202,7 +232,11 @@ pub fn fetch_credentials(addr: SocketAddr) -> serde_json::Value {
     let t = token(addr, 60);
     let list = get(addr, "/latest/meta-data/iam/security-credentials/", &t);
     assert_eq!(list.status, 200, "listing: {list:?}");
-    let doc = get(addr, &format!("/latest/meta-data/iam/security-credentials/{}", list.body), &t);
+    let doc = get(
+        addr,
+        &format!("/latest/meta-data/iam/security-credentials/{}", list.body),
+        &t,
+    );
     assert_eq!(doc.status, 200, "document: {doc:?}");
     serde_json::from_str(&doc.body).expect("credentials JSON")
 }
