@@ -341,7 +341,17 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(EX_SOFTWARE, format!("cannot start the runtime: {e}")),
     };
-    let result = runtime.block_on(crate::daemon::run(settings, shutdown_signal()));
+    let config = args.config.clone();
+    let overrides = args.overrides();
+    let reload: crate::daemon::Reload = Box::new(move || {
+        config::load_file(config.as_deref())
+            .and_then(|(file, path)| config::resolve(file, overrides.clone(), path))
+    });
+    let result = runtime.block_on(crate::daemon::run(
+        settings,
+        Some(reload),
+        shutdown_signal(),
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -320,31 +320,59 @@ impl Control {
             }
             _ => {}
         }
+        match self.set(new, op, Some(caller)).await {
+            Ok(()) => Response {
+                ok: true,
+                error: None,
+                permission_denied: false,
+                status: Some(self.status()),
+            },
+            Err(e) => self.refuse(e),
+        }
+    }
+
+    /// Persists and applies a new association, and writes the audit line.
+    /// Callers serialise through `changes`.
+    async fn set(
+        &self,
+        new: Option<Association>,
+        op: &str,
+        caller: Option<Caller>,
+    ) -> Result<(), String> {
+        let (uid, pid) = (caller.map(|c| c.uid), caller.and_then(|c| c.pid));
+        let current = self.snapshots.borrow().association.clone();
         if let Err(e) = state::store_association(&self.state_dir, new.as_ref()) {
-            tracing::error!(target: "audit", uid = caller.uid, pid = caller.pid, op, error = %e, "change not saved; nothing changed");
-            return self.refuse(format!("cannot save the change, nothing changed: {e}"));
+            tracing::error!(target: "audit", uid, pid, op, error = %e, "change not saved; nothing changed");
+            return Err(format!("cannot save the change, nothing changed: {e}"));
         }
         let old_role = current.as_ref().map(|a| a.role.to_string());
         let new_role = new.as_ref().map(|a| a.role.to_string());
-        match self.refresher.set_association(new).await {
-            Ok(_) => {
-                tracing::info!(
-                    target: "audit",
-                    uid = caller.uid,
-                    pid = caller.pid,
-                    op,
-                    old_role = old_role.as_deref().unwrap_or("none"),
-                    new_role = new_role.as_deref().unwrap_or("none"),
-                    "association changed"
-                );
-                Response {
-                    ok: true,
-                    error: None,
-                    permission_denied: false,
-                    status: Some(self.status()),
-                }
+        self.refresher
+            .set_association(new)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            target: "audit",
+            uid,
+            pid,
+            op,
+            old_role = old_role.as_deref().unwrap_or("none"),
+            new_role = new_role.as_deref().unwrap_or("none"),
+            "association changed"
+        );
+        Ok(())
+    }
+
+    /// Applies the role named by a re-read configuration, if it names one
+    /// that differs from the current association.
+    pub async fn apply_configured(&self, configured: Option<Association>) -> Result<(), String> {
+        let _serial = self.changes.lock().await;
+        let current = self.snapshots.borrow().association.clone();
+        match configured {
+            Some(new) if current.as_ref() != Some(&new) => {
+                self.set(Some(new), "reload", None).await
             }
-            Err(e) => self.refuse(e.to_string()),
+            _ => Ok(()),
         }
     }
 }

@@ -13,7 +13,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{IssuerKind, Settings};
+use crate::config::{ConfigError, IssuerKind, Settings};
 use crate::control::{self, Control, Counters};
 use crate::credentials::Association;
 use crate::identity::{default_availability_zone, instance_id_for_host, InstanceIdentity};
@@ -151,8 +151,13 @@ pub async fn credential_source(
 }
 
 /// Runs the daemon until `shutdown` completes.
+/// Re-reads the configuration (for SIGHUP).
+pub type Reload = Box<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
+
+/// Runs the daemon until `shutdown` completes; `reload` is called on SIGHUP.
 pub async fn run(
     settings: Settings,
+    reload: Option<Reload>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let clock: SharedClock = Arc::new(SystemClock);
@@ -218,7 +223,15 @@ pub async fn run(
         counters: counters.clone(),
         changes: tokio::sync::Mutex::new(()),
     });
-    let control_task = tokio::spawn(control::serve(control_listener, control, stopped()));
+    let control_task = tokio::spawn(control::serve(control_listener, control.clone(), stopped()));
+    if let Some(reload) = reload {
+        tokio::spawn(reload_on_sighup(
+            reload,
+            settings.clone(),
+            control,
+            stopped(),
+        ));
+    }
     let app = Arc::new(App {
         endpoint: Endpoint {
             tokens,
@@ -240,6 +253,63 @@ pub async fn run(
     let _ = control_task.await;
     let _ = std::fs::remove_file(&settings.control_socket);
     Ok(())
+}
+
+/// On every SIGHUP: re-reads the configuration; a bad one is logged and the
+/// running one kept; a changed role is applied as `replace` would.
+async fn reload_on_sighup(
+    reload: Reload,
+    running: Settings,
+    control: Arc<Control>,
+    shutdown: impl Future<Output = ()>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; reload needs a restart");
+        return;
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        let new = match reload() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                continue;
+            }
+        };
+        let restart_needed: Vec<&str> = [
+            ("listen", new.listen != running.listen),
+            ("issuer", new.issuer != running.issuer),
+            ("region", new.region != running.region),
+            ("sts-endpoint", new.sts_endpoint != running.sts_endpoint),
+            (
+                "session-duration-seconds",
+                new.session_duration != running.session_duration,
+            ),
+            ("imds-v1", new.imds_v1 != running.imds_v1),
+            ("state-dir", new.state_dir != running.state_dir),
+            (
+                "control-socket",
+                new.control_socket != running.control_socket,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if !restart_needed.is_empty() {
+            tracing::warn!(keys = ?restart_needed, "these settings changed and take effect at the next restart");
+        }
+        match control.apply_configured(new.association).await {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reloaded, but the role could not be changed")
+            }
+        }
+    }
 }
 
 /// The association to start with. A role named in the config file or on the

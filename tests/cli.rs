@@ -280,3 +280,38 @@ fn sigterm_exits_cleanly_and_logs_no_secret() {
     assert!(!log.contains(&secret), "secret key in the log");
     assert!(!log.contains(&token[..40]), "session token in the log");
 }
+
+#[test]
+fn sighup_applies_a_changed_role_and_keeps_running_on_a_bad_config() {
+    let dir = temp_dir();
+    let cfg = path_in(dir.path(), "hostrole.toml");
+    let write_role = |name: &str| {
+        std::fs::write(
+            &cfg,
+            format!("issuer = \"local\"\nrole-arn = \"arn:aws:iam::123456789012:role/{name}\"\n"),
+        )
+        .unwrap()
+    };
+    write_role("first");
+    let d = start_daemon(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let t = token(d.addr, 60);
+    let listing = |d: &Daemon| get(d.addr, "/latest/meta-data/iam/security-credentials/", &t).body;
+    assert_eq!(listing(&d), "first");
+    let hup = |d: &Daemon| {
+        let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    };
+    write_role("second");
+    hup(&d);
+    assert!(
+        d.wait_for_log("configuration reloaded", Duration::from_secs(5)),
+        "{}",
+        d.log()
+    );
+    assert_eq!(listing(&d), "second");
+    std::fs::write(&cfg, "issuer = \"local\"\nrole = \"x\"\n").unwrap();
+    hup(&d);
+    assert!(d.wait_for_log("configuration reload failed", Duration::from_secs(5)));
+    assert!(d.log().contains("unknown field `role`"));
+    assert_eq!(listing(&d), "second", "the running configuration is kept");
+}
