@@ -239,6 +239,9 @@ fn call(request: &control::Request, args: &ClientArgs) -> Result<control::Respon
 fn change(request: control::Request, args: &ClientArgs) -> ExitCode {
     match call(&request, args) {
         Ok(response) => {
+            if let Some(w) = &response.warning {
+                eprintln!("hostrole: warning: {w}");
+            }
             let role = response.status.and_then(|s| s.role);
             match role {
                 Some(role) => println!("role: {role}"),

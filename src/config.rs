@@ -79,6 +79,10 @@ pub struct FileConfig {
     pub control_socket: Option<PathBuf>,
     /// A group whose members may change the association, besides root.
     pub admin_group: Option<String>,
+    /// Also revoke a removed role's sessions on the AWS side.
+    pub revoke_sessions: Option<bool>,
+    /// IAM endpoint URL override (for revoke-sessions).
+    pub iam_endpoint: Option<String>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -135,6 +139,10 @@ pub struct Settings {
     pub control_socket: PathBuf,
     /// Admin group id, besides root, allowed to change the association.
     pub admin_gid: Option<u32>,
+    /// Revoke a removed role's sessions with IAM.
+    pub revoke_sessions: bool,
+    /// IAM endpoint override.
+    pub iam_endpoint: Option<String>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -237,6 +245,19 @@ pub fn default_session_name() -> String {
     sanitize_session_name(&host)
 }
 
+fn check_url(key: &str, url: Option<&str>) -> Result<(), ConfigError> {
+    let Some(url) = url else { return Ok(()) };
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{key}: {url:?} is not an http:// or https:// URL"
+        )))
+    }
+}
+
 /// Merges file and flags and validates the result.
 pub fn resolve(
     file: FileConfig,
@@ -300,14 +321,14 @@ pub fn resolve(
     };
 
     let sts_endpoint = flags.sts_endpoint.or(file.sts_endpoint);
-    if let Some(url) = &sts_endpoint {
-        let ok = (url.starts_with("http://") || url.starts_with("https://"))
-            && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
-        if !ok {
-            return Err(invalid(format!(
-                "sts-endpoint: {url:?} is not an http:// or https:// URL"
-            )));
-        }
+    check_url("sts-endpoint", sts_endpoint.as_deref())?;
+    let iam_endpoint = file.iam_endpoint;
+    check_url("iam-endpoint", iam_endpoint.as_deref())?;
+    let revoke_sessions = file.revoke_sessions.unwrap_or(false);
+    if revoke_sessions && issuer != IssuerKind::Sts {
+        return Err(invalid(
+            "revoke-sessions: needs issuer = \"sts\" (locally minted credentials have no AWS sessions)",
+        ));
     }
     let region = flags.region.or(file.region);
     if let Some(r) = &region {
@@ -366,6 +387,8 @@ pub fn resolve(
         state_dir,
         control_socket,
         admin_gid,
+        revoke_sessions,
+        iam_endpoint,
         config_path,
     })
 }

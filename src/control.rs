@@ -23,6 +23,7 @@ use crate::clock::{rfc3339_seconds, SharedClock};
 use crate::config::default_session_name;
 use crate::credentials::{validate_external_id, validate_session_name, Association, RoleArn};
 use crate::refresh::{RefresherHandle, Snapshot};
+use crate::revoke::SessionRevoker;
 use crate::state;
 
 /// Socket path used by a root daemon outside systemd.
@@ -69,6 +70,9 @@ pub struct Response {
     /// Why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Done, but something optional failed (e.g. revoking sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// Set when the caller lacks permission.
     #[serde(default)]
     pub permission_denied: bool,
@@ -213,6 +217,8 @@ pub struct Control {
     pub clock: SharedClock,
     /// IMDS counters.
     pub counters: Arc<Counters>,
+    /// Revokes a removed role's sessions on the AWS side, if configured.
+    pub revoker: Option<Arc<SessionRevoker>>,
     /// Serialises changes.
     pub changes: Mutex<()>,
 }
@@ -267,6 +273,7 @@ impl Control {
         Response {
             ok: false,
             error: Some(error.into()),
+            warning: None,
             permission_denied: false,
             status: Some(self.status()),
         }
@@ -282,6 +289,7 @@ impl Control {
                 return Response {
                     ok: true,
                     error: None,
+                    warning: None,
                     permission_denied: false,
                     status: Some(self.status()),
                 }
@@ -295,6 +303,7 @@ impl Control {
                     "permission denied: {op} needs root or the admin group (caller uid {})",
                     caller.uid
                 )),
+                warning: None,
                 permission_denied: true,
                 status: None,
             };
@@ -321,9 +330,10 @@ impl Control {
             _ => {}
         }
         match self.set(new, op, Some(caller)).await {
-            Ok(()) => Response {
+            Ok(warning) => Response {
                 ok: true,
                 error: None,
+                warning,
                 permission_denied: false,
                 status: Some(self.status()),
             },
@@ -333,12 +343,13 @@ impl Control {
 
     /// Persists and applies a new association, and writes the audit line.
     /// Callers serialise through `changes`.
+    /// On success, returns a warning if revoking the old role's sessions failed.
     async fn set(
         &self,
         new: Option<Association>,
         op: &str,
         caller: Option<Caller>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let (uid, pid) = (caller.map(|c| c.uid), caller.and_then(|c| c.pid));
         let current = self.snapshots.borrow().association.clone();
         if let Err(e) = state::store_association(&self.state_dir, new.as_ref()) {
@@ -360,7 +371,30 @@ impl Control {
             new_role = new_role.as_deref().unwrap_or("none"),
             "association changed"
         );
-        Ok(())
+        // The old credentials are no longer served; optionally make them
+        // useless on the AWS side too.
+        let Some(revoker) = &self.revoker else {
+            return Ok(None);
+        };
+        match current {
+            Some(old) if new_role.as_deref() != Some(old.role.as_str()) => {
+                match revoker.revoke_older_sessions(&old.role).await {
+                    Ok(()) => {
+                        tracing::info!(target: "audit", uid, pid, op, role = %old.role,
+                            "sessions issued before now revoked on the AWS side");
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "audit", uid, pid, op, role = %old.role, error = %e,
+                            "could not revoke the removed role's sessions");
+                        Ok(Some(format!(
+                            "the role was removed, but its sessions could not be revoked: {e}"
+                        )))
+                    }
+                }
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Applies the role named by a re-read configuration, if it names one
@@ -370,7 +404,8 @@ impl Control {
         let current = self.snapshots.borrow().association.clone();
         match configured {
             Some(new) if current.as_ref() != Some(&new) => {
-                self.set(Some(new), "reload", None).await
+                let warning = self.set(Some(new), "reload", None).await?;
+                warning.map_or(Ok(()), Err)
             }
             _ => Ok(()),
         }
@@ -445,6 +480,7 @@ async fn connection(stream: UnixStream, control: &Control) -> std::io::Result<()
         Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => Response {
             ok: false,
             error: Some("request too large".into()),
+            warning: None,
             permission_denied: false,
             status: None,
         },
@@ -453,6 +489,7 @@ async fn connection(stream: UnixStream, control: &Control) -> std::io::Result<()
             Err(e) => Response {
                 ok: false,
                 error: Some(format!("malformed request: {e}")),
+                warning: None,
                 permission_denied: false,
                 status: None,
             },

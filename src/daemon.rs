@@ -19,9 +19,10 @@ use crate::credentials::Association;
 use crate::identity::{default_availability_zone, instance_id_for_host, InstanceIdentity};
 use crate::imds::Endpoint;
 use crate::issuer::local::LocalIssuer;
-use crate::issuer::sts::{StsIssuer, StsSettings, StsSetupError};
+use crate::issuer::sts::{base_config, StsIssuer, StsSettings, StsSetupError};
 use crate::issuer::CredentialSource;
 use crate::refresh;
+use crate::revoke::SessionRevoker;
 use crate::server::{self, App};
 use crate::state;
 use crate::token::{KeyError, TokenAuthority};
@@ -127,30 +128,37 @@ pub async fn resolve_region(configured: Option<&str>) -> Option<String> {
         .map(|r| r.to_string())
 }
 
-/// Builds the credential source named by the settings.
+/// Builds the credential source named by the settings, and the session
+/// revoker if `revoke-sessions` is on.
 pub async fn credential_source(
     settings: &Settings,
     region: &str,
     clock: SharedClock,
-) -> Result<Arc<dyn CredentialSource>, DaemonError> {
+) -> Result<(Arc<dyn CredentialSource>, Option<Arc<SessionRevoker>>), DaemonError> {
     Ok(match settings.issuer {
-        IssuerKind::Local => Arc::new(LocalIssuer::new(settings.session_duration, clock)),
-        IssuerKind::Sts => Arc::new(
-            StsIssuer::connect(
-                &StsSettings {
-                    region: region.to_owned(),
-                    endpoint: settings.sts_endpoint.clone(),
-                    session_duration: settings.session_duration,
-                    call_timeout: STS_CALL_TIMEOUT,
-                },
-                clock,
-            )
-            .await?,
+        IssuerKind::Local => (
+            Arc::new(LocalIssuer::new(settings.session_duration, clock)),
+            None,
         ),
+        IssuerKind::Sts => {
+            let sdk = base_config(region, STS_CALL_TIMEOUT).await?;
+            let sts = StsSettings {
+                region: region.to_owned(),
+                endpoint: settings.sts_endpoint.clone(),
+                session_duration: settings.session_duration,
+            };
+            let revoker = settings.revoke_sessions.then(|| {
+                Arc::new(SessionRevoker::new(
+                    &sdk,
+                    settings.iam_endpoint.clone(),
+                    clock.clone(),
+                ))
+            });
+            (Arc::new(StsIssuer::new(&sdk, &sts, clock)), revoker)
+        }
     })
 }
 
-/// Runs the daemon until `shutdown` completes.
 /// Re-reads the configuration (for SIGHUP).
 pub type Reload = Box<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
 
@@ -171,7 +179,7 @@ pub async fn run(
         None if settings.issuer == IssuerKind::Local => LOCAL_DEFAULT_REGION.to_owned(),
         None => return Err(DaemonError::NoRegion),
     };
-    let source = credential_source(&settings, &region, clock.clone()).await?;
+    let (source, revoker) = credential_source(&settings, &region, clock.clone()).await?;
 
     let listeners = match server::listeners_from_systemd().map_err(DaemonError::Activation)? {
         Some(l) => l,
@@ -221,6 +229,7 @@ pub async fn run(
         admin_gid: settings.admin_gid,
         clock: clock.clone(),
         counters: counters.clone(),
+        revoker,
         changes: tokio::sync::Mutex::new(()),
     });
     let control_task = tokio::spawn(control::serve(control_listener, control.clone(), stopped()));

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod imds;
 pub mod issuer;
 pub mod refresh;
+pub mod revoke;
 pub mod server;
 pub mod state;
 pub mod token;

@@ -16,7 +16,7 @@ use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_sts::config::http::HttpResponse;
@@ -42,8 +42,6 @@ pub struct StsSettings {
     pub endpoint: Option<String>,
     /// `DurationSeconds` asked for.
     pub session_duration: Duration,
-    /// Upper bound on one AssumeRole call, connection included.
-    pub call_timeout: Duration,
 }
 
 /// Setting up the STS client failed.
@@ -90,43 +88,47 @@ fn base_chain(region: &str) -> CredentialsProviderChain {
     )
 }
 
+/// The SDK configuration shared by the STS and IAM clients: the base
+/// credential chain (checked once, here), no SDK retries, bounded calls.
+pub async fn base_config(region: &str, call_timeout: Duration) -> Result<SdkConfig, StsSetupError> {
+    let chain = base_chain(region);
+    match chain.provide_credentials().await {
+        Ok(_) => {}
+        Err(CredentialsError::CredentialsNotLoaded(_)) => {
+            return Err(StsSetupError::NoBaseCredentials)
+        }
+        Err(e) => {
+            return Err(StsSetupError::BaseCredentials(
+                DisplayErrorContext(&e).to_string(),
+            ))
+        }
+    }
+    Ok(aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(chain)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5).min(call_timeout))
+                .operation_timeout(call_timeout)
+                .build(),
+        )
+        .load()
+        .await)
+}
+
 impl StsIssuer {
-    /// Builds the client and checks, once, that base credentials exist.
-    pub async fn connect(
-        settings: &StsSettings,
-        clock: SharedClock,
-    ) -> Result<Self, StsSetupError> {
-        let chain = base_chain(&settings.region);
-        match chain.provide_credentials().await {
-            Ok(_) => {}
-            Err(CredentialsError::CredentialsNotLoaded(_)) => {
-                return Err(StsSetupError::NoBaseCredentials)
-            }
-            Err(e) => {
-                return Err(StsSetupError::BaseCredentials(
-                    DisplayErrorContext(&e).to_string(),
-                ))
-            }
-        }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
-            .credentials_provider(chain)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5).min(settings.call_timeout))
-                    .operation_timeout(settings.call_timeout)
-                    .build(),
-            );
-        if let Some(url) = &settings.endpoint {
-            loader = loader.endpoint_url(url.clone());
-        }
-        let sdk_config = loader.load().await;
-        Ok(StsIssuer {
-            client: aws_sdk_sts::Client::new(&sdk_config),
+    /// An issuer calling STS with `sdk`'s base credentials, at `endpoint`
+    /// if given, else the regional endpoint.
+    pub fn new(sdk: &SdkConfig, settings: &StsSettings, clock: SharedClock) -> Self {
+        let mut builder = aws_sdk_sts::config::Builder::from(sdk);
+        builder.set_endpoint_url(settings.endpoint.clone());
+        let conf = builder.build();
+        StsIssuer {
+            client: aws_sdk_sts::Client::from_conf(conf),
             session_duration: settings.session_duration,
             clock,
-        })
+        }
     }
 
     async fn assume(&self, association: &Association) -> Result<Credentials, FetchError> {
