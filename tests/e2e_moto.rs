@@ -1,0 +1,324 @@
+//! End to end against a real moto server: the daemon assumes a role at
+//! moto's STS, and the keys it serves work for a real call.
+//!
+//! `moto_server` comes from `HOSTROLE_MOTO_SERVER` (set by scripts/test,
+//! which installs it) or from PATH. Without it these tests fail: they are
+//! never skipped.
+
+mod support;
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+use aws_sdk_sts::config::{BehaviorVersion, Region};
+use support::*;
+
+const TEST_KEY: &str = "testing";
+
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_binary() -> String {
+    if let Ok(p) = std::env::var("HOSTROLE_MOTO_SERVER") {
+        return p;
+    }
+    let on_path = Command::new("moto_server")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        on_path,
+        "moto_server not found: run scripts/test (it installs moto[server]) or set HOSTROLE_MOTO_SERVER"
+    );
+    "moto_server".into()
+}
+
+fn start_moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(moto_binary())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let moto = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto
+}
+
+fn static_config(
+    moto: &Moto,
+    key: &str,
+    secret: &str,
+    token: Option<String>,
+) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&moto.url)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                key, secret, token, None, "test",
+            )),
+        )
+        .build()
+}
+
+async fn create_role(moto: &Moto, name: &str) {
+    let iam = aws_sdk_iam::Client::new(&static_config(moto, TEST_KEY, TEST_KEY, None));
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    iam.create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .expect("create the role in moto's IAM");
+}
+
+/// Environment for the daemon: base credentials for moto and nothing else.
+fn base_env(home: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", TEST_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", TEST_KEY.into()),
+        ("HOME", home.display().to_string()),
+        ("AWS_CONFIG_FILE", home.join("none").display().to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("none").display().to_string(),
+        ),
+    ]
+}
+
+fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_assumed_at_moto_and_served_by_the_daemon_work_for_a_real_call() {
+    let moto = start_moto();
+    create_role(&moto, "demo").await;
+    let dir = temp_dir();
+    let env = base_env(dir.path());
+    let d = start_daemon_env(
+        dir.path(),
+        &[
+            "--issuer",
+            "sts",
+            "--sts-endpoint",
+            &moto.url,
+            "--region",
+            "us-east-1",
+            "--role-arn",
+            ROLE_ARN,
+            "--session-name",
+            "ci-test",
+        ],
+        &env_refs(&env),
+    );
+    assert!(
+        d.wait_for_log("credentials refreshed", Duration::from_secs(20)),
+        "no credentials from moto; log:\n{}",
+        d.log()
+    );
+    let addr = d.addr;
+    let creds = tokio::task::spawn_blocking(move || fetch_credentials(addr))
+        .await
+        .unwrap();
+    let key = creds["AccessKeyId"].as_str().unwrap();
+    assert_ne!(
+        key, TEST_KEY,
+        "served keys are the assumed role's, not the base keys"
+    );
+    let sts = aws_sdk_sts::Client::new(&static_config(
+        &moto,
+        key,
+        creds["SecretAccessKey"].as_str().unwrap(),
+        Some(creds["Token"].as_str().unwrap().to_owned()),
+    ));
+    let who = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity with served keys");
+    assert_eq!(
+        who.arn(),
+        Some("arn:aws:sts::123456789012:assumed-role/demo/ci-test"),
+        "{who:?}"
+    );
+    // Expiry as STS set it, in the shape SDKs parse.
+    let exp = creds["Expiration"].as_str().unwrap();
+    assert!(exp.ends_with('Z') && exp.len() == 20, "{exp}");
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_sessions_attaches_the_deny_policy_to_the_removed_role() {
+    let moto = start_moto();
+    create_role(&moto, "demo").await;
+    let dir = temp_dir();
+    let cfg = dir.path().join("hostrole.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer = \"sts\"\nregion = \"us-east-1\"\nsts-endpoint = \"{0}\"\niam-endpoint = \"{0}\"\nrevoke-sessions = true\n",
+            moto.url
+        ),
+    )
+    .unwrap();
+    let env = base_env(dir.path());
+    let d = start_daemon_env(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap()],
+        &env_refs(&env),
+    );
+    let state = dir.path().to_owned();
+    let out = client(&state, &["associate", ROLE_ARN]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = std::time::SystemTime::now();
+    let out = client(&state, &["disassociate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("warning"),
+        "{stderr}"
+    );
+
+    let iam = aws_sdk_iam::Client::new(&static_config(&moto, TEST_KEY, TEST_KEY, None));
+    let policy = iam
+        .get_role_policy()
+        .role_name("demo")
+        .policy_name("AWSRevokeOlderSessions")
+        .send()
+        .await
+        .expect("the revoke policy is on the role");
+    let doc = policy.policy_document();
+    let doc = if doc.starts_with('{') {
+        doc.to_owned()
+    } else {
+        percent_decode(doc)
+    };
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let st = &doc["Statement"][0];
+    assert_eq!(st["Effect"], "Deny");
+    assert_eq!(st["Action"][0], "*");
+    assert_eq!(st["Resource"][0], "*");
+    let cutoff = st["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+        .as_str()
+        .unwrap();
+    let cutoff = humantime::parse_rfc3339(cutoff).unwrap();
+    let slack = Duration::from_secs(5);
+    assert!(cutoff + slack >= before && cutoff <= std::time::SystemTime::now() + slack);
+    assert!(d.log().contains("revoked on the AWS side"), "{}", d.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_revocation_still_removes_the_role_and_warns() {
+    let moto = start_moto();
+    // The role does not exist in moto's IAM: PutRolePolicy fails.
+    let dir = temp_dir();
+    let cfg = dir.path().join("hostrole.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer = \"sts\"\nregion = \"us-east-1\"\nsts-endpoint = \"{0}\"\niam-endpoint = \"{0}\"\nrevoke-sessions = true\nrole-arn = \"arn:aws:iam::123456789012:role/missing\"\n",
+            moto.url
+        ),
+    )
+    .unwrap();
+    let env = base_env(dir.path());
+    let d = start_daemon_env(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap()],
+        &env_refs(&env),
+    );
+    let out = client(dir.path(), &["disassociate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("could not be revoked"),
+        "{stderr}"
+    );
+    let status = client(dir.path(), &["status", "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(s["role"].is_null());
+    drop(d);
+}
+
+#[test]
+fn sts_without_base_credentials_says_where_it_looked() {
+    let dir = temp_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_hostrole"))
+        .args([
+            "serve",
+            "--issuer",
+            "sts",
+            "--region",
+            "us-east-1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--control-socket")
+        .arg(dir.path().join("c.sock"))
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no base credentials"), "{err}");
+    assert!(
+        err.contains("environment variables") && err.contains("shared config"),
+        "{err}"
+    );
+}
