@@ -150,7 +150,7 @@ fn after_replace_returns_only_the_new_role_is_served() {
         .filter(|s| s.listed.as_deref() == Some("demo"))
         .filter_map(|s| s.key.clone())
         .collect();
-    assert!(old_keys.len() >= 1);
+    assert!(!old_keys.is_empty());
     let before = seen
         .iter()
         .filter(|s| s.sent < returned && s.key.is_some())
