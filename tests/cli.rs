@@ -315,3 +315,62 @@ fn sighup_applies_a_changed_role_and_keeps_running_on_a_bad_config() {
     assert!(d.log().contains("unknown field `role`"));
     assert_eq!(listing(&d), "second", "the running configuration is kept");
 }
+
+#[test]
+fn the_example_config_documents_every_key_and_parses_when_uncommented() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/hostrole.toml"
+    ))
+    .unwrap();
+    // As shipped (all commented) it is valid.
+    let dir = temp_dir();
+    let shipped = path_in(dir.path(), "shipped.toml");
+    std::fs::write(&shipped, &text).unwrap();
+    let o = hostrole(&[
+        "serve",
+        "--check-config",
+        "--config",
+        shipped.to_str().unwrap(),
+        "--state-dir",
+        "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Every documented key is a real key: uncomment all (but the
+    // environment-specific ones) and it still parses.
+    let skip = ["admin-group", "revoke-sessions"];
+    let uncommented: String = text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix('#')
+                .filter(|r| r.contains(" = ") && !r.starts_with(' '))
+        })
+        .filter(|l| !skip.iter().any(|k| l.starts_with(k)))
+        .map(|l| l.replace("\"...\"", "\"ext-1\"") + "\n")
+        .collect();
+    for key in [
+        "issuer",
+        "role-arn",
+        "external-id",
+        "session-name",
+        "session-duration-seconds",
+        "region",
+        "availability-zone",
+        "sts-endpoint",
+        "imds-v1",
+        "listen",
+        "state-dir",
+        "control-socket",
+        "iam-endpoint",
+    ] {
+        assert!(
+            uncommented.contains(&format!("{key} = ")),
+            "{key} is not documented"
+        );
+    }
+    let all = path_in(dir.path(), "all.toml");
+    std::fs::write(&all, &uncommented).unwrap();
+    let o = hostrole(&["serve", "--check-config", "--config", all.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{uncommented}", stderr(&o));
+    assert!(text.contains("#admin-group = ") && text.contains("#revoke-sessions = "));
+}
