@@ -12,6 +12,7 @@ use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 
+use crate::clock::rfc3339_seconds;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ConfigError, IssuerKind, Settings};
 use crate::control::{self, Control, Counters};
@@ -21,11 +22,14 @@ use crate::imds::Endpoint;
 use crate::issuer::local::LocalIssuer;
 use crate::issuer::sts::{base_config, StsIssuer, StsSettings, StsSetupError};
 use crate::issuer::CredentialSource;
+use crate::notify::{notify, watchdog_interval};
 use crate::refresh;
+use crate::refresh::Snapshot;
 use crate::revoke::SessionRevoker;
 use crate::server::{self, App};
 use crate::state;
 use crate::token::{KeyError, TokenAuthority};
+use std::time::Duration;
 
 /// Region used by the local issuer when none is configured anywhere.
 pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
@@ -257,6 +261,11 @@ pub async fn run(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
+    tokio::spawn(report_to_systemd(
+        app.snapshots.clone(),
+        app.endpoint.clock.clone(),
+        stopped(),
+    ));
     server::run(listeners, app, stopped()).await;
     let _ = refresher_task.await;
     let _ = control_task.await;
@@ -319,6 +328,63 @@ async fn reload_on_sighup(
             }
         }
     }
+}
+
+/// The one-line service status for systemd.
+pub fn status_line(snapshot: &Snapshot, clock: &SharedClock) -> String {
+    let Some(association) = &snapshot.association else {
+        return "no role associated".into();
+    };
+    match snapshot.usable(clock.now(), clock.boot_time()) {
+        Some(c) => format!(
+            "role {}: serving {} until {}",
+            association.role.name(),
+            c.access_key_id,
+            rfc3339_seconds(c.expiration)
+        ),
+        None => format!(
+            "role {}: not serving: {}",
+            association.role.name(),
+            snapshot
+                .last_error
+                .as_deref()
+                .unwrap_or("waiting for the first credentials")
+        ),
+    }
+}
+
+/// Tells systemd the daemon is ready (the listeners are bound), keeps its
+/// status line current, and pings the watchdog from the event loop.
+async fn report_to_systemd(
+    mut snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut last = status_line(&snapshots.borrow_and_update(), &clock);
+    notify(&format!("READY=1\nSTATUS={last}"));
+    let watchdog = watchdog_interval();
+    let mut ping =
+        tokio::time::interval(watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(30)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            changed = snapshots.changed() => if changed.is_err() { break },
+            _ = ping.tick() => {
+                if watchdog.is_some() {
+                    notify("WATCHDOG=1");
+                }
+            }
+        }
+        // Expiry is a matter of time as well as of snapshots: recompute.
+        let line = status_line(&snapshots.borrow_and_update(), &clock);
+        if line != last {
+            notify(&format!("STATUS={line}"));
+            last = line;
+        }
+    }
+    notify("STOPPING=1");
 }
 
 /// The association to start with. A role named in the config file or on the

@@ -1,0 +1,136 @@
+//! The systemd integration: sd_notify readiness, status and watchdog, and
+//! socket activation through systemd's own `systemd-socket-activate`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[test]
+fn the_daemon_reports_ready_status_and_watchdog_to_systemd() {
+    let dir = temp_dir();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let notify = sock_path.to_str().unwrap().to_owned();
+    let d = start_daemon_env(
+        dir.path(),
+        &["--issuer", "local", "--role-arn", ROLE_ARN],
+        &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "200000")],
+    );
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    let has = |seen: &Vec<String>, f: &dyn Fn(&str) -> bool| seen.iter().any(|m| f(m));
+    while Instant::now() < deadline
+        && !(has(&seen, &|m| m.contains("READY=1"))
+            && has(&seen, &|m| m.contains("STATUS=role demo: serving ASIA"))
+            && seen.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2)
+    {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(has(&seen, &|m| m.contains("READY=1")), "{seen:?}");
+    assert!(
+        has(&seen, &|m| m.contains("STATUS=role demo: serving ASIA")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2,
+        "{seen:?}"
+    );
+    // Removing the role shows in the status line.
+    let out = client(dir.path(), &["disassociate"]);
+    assert!(out.status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !has(&seen, &|m| m == "STATUS=no role associated") {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(
+        has(&seen, &|m| m == "STATUS=no role associated"),
+        "{seen:?}"
+    );
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        stopping |= &buf[..n] == b"STOPPING=1";
+    }
+    assert!(stopping, "STOPPING=1 at shutdown");
+}
+
+#[test]
+fn the_daemon_serves_on_sockets_passed_by_systemd() {
+    let dir = temp_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // --listen names an address this host cannot bind (TEST-NET-1): the
+    // daemon only works if it takes the passed socket instead.
+    let mut child = Command::new("systemd-socket-activate")
+        .args(["-l", &addr.to_string()])
+        .arg(env!("CARGO_BIN_EXE_hostrole"))
+        .args([
+            "serve",
+            "--issuer",
+            "local",
+            "--role-arn",
+            ROLE_ARN,
+            "--listen",
+            "192.0.2.1:80",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--control-socket")
+        .arg(control_socket(dir.path()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd)");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "socket not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first connection starts the daemon, which answers it.
+    let creds = fetch_credentials(addr);
+    assert_eq!(creds["Code"], "Success");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let log = log.lock().unwrap().clone();
+    assert!(status.success(), "{status:?}\n{log}");
+    let listening: Vec<&str> = log.lines().filter(|l| l.contains("listening")).collect();
+    assert_eq!(listening.len(), 1, "{log}");
+    assert!(listening[0].contains(&addr.to_string()), "{log}");
+    assert!(!log.contains("cannot listen"), "{log}");
+}
