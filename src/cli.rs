@@ -134,6 +134,9 @@ pub struct ServeArgs {
     /// Control socket path [default: /run/hostrole/control.sock as root].
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -157,6 +160,7 @@ impl ServeArgs {
             imds_v1: self.imds_v1,
             state_dir: self.state_dir.clone(),
             control_socket: self.control_socket.clone(),
+            metrics_listen: self.metrics_listen.clone(),
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct FileConfig {
     pub revoke_sessions: Option<bool>,
     /// IAM endpoint URL override (for revoke-sessions).
     pub iam_endpoint: Option<String>,
+    /// Where to serve Prometheus metrics (off when absent).
+    pub metrics_listen: Option<String>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -112,6 +114,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `--control-socket`.
     pub control_socket: Option<PathBuf>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
 }
 
 /// The validated settings the daemon runs with.
@@ -143,6 +147,8 @@ pub struct Settings {
     pub revoke_sessions: bool,
     /// IAM endpoint override.
     pub iam_endpoint: Option<String>,
+    /// Prometheus metrics listener, if enabled.
+    pub metrics_listen: Option<SocketAddr>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -358,6 +364,14 @@ pub fn resolve(
         )));
     }
 
+    let metrics_listen = match flags.metrics_listen.or(file.metrics_listen) {
+        Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
+            invalid(format!(
+                "metrics-listen: {raw:?} is not an IP address and port (e.g. 127.0.0.1:9953)"
+            ))
+        })?),
+        None => None,
+    };
     let control_socket = flags
         .control_socket
         .or(file.control_socket)
@@ -389,6 +403,7 @@ pub fn resolve(
         admin_gid,
         revoke_sessions,
         iam_endpoint,
+        metrics_listen,
         config_path,
     })
 }

@@ -10,7 +10,6 @@
 use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use tokio::sync::{watch, Mutex};
 use crate::clock::{rfc3339_seconds, SharedClock};
 use crate::config::default_session_name;
 use crate::credentials::{validate_external_id, validate_session_name, Association, RoleArn};
+use crate::metrics::Metrics;
 use crate::refresh::{RefresherHandle, Snapshot};
 use crate::revoke::SessionRevoker;
 use crate::state;
@@ -109,17 +109,8 @@ pub struct Status {
     pub pid: u32,
 }
 
-/// Counters kept by the IMDS server.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Tokens issued.
-    pub tokens_issued: AtomicU64,
-    /// Requests answered.
-    pub requests: AtomicU64,
-}
-
 /// Builds the status view of a snapshot.
-pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, counters: &Counters) -> Status {
+pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, metrics: &Metrics) -> Status {
     let usable = snapshot.usable(clock.now(), clock.boot_time());
     Status {
         role: snapshot.association.as_ref().map(|a| a.role.to_string()),
@@ -130,8 +121,8 @@ pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, counters: &Counters) 
         last_refresh: snapshot.last_refresh.map(rfc3339_seconds),
         next_refresh: snapshot.next_refresh.map(rfc3339_seconds),
         last_error: snapshot.last_error.clone(),
-        tokens_issued: counters.tokens_issued.load(Ordering::Relaxed),
-        requests: counters.requests.load(Ordering::Relaxed),
+        tokens_issued: metrics.tokens_issued_total(),
+        requests: metrics.requests_total(),
         pid: std::process::id(),
     }
 }
@@ -215,8 +206,8 @@ pub struct Control {
     pub admin_gid: Option<u32>,
     /// Clocks.
     pub clock: SharedClock,
-    /// IMDS counters.
-    pub counters: Arc<Counters>,
+    /// Metrics, also read for the status.
+    pub metrics: Arc<Metrics>,
     /// Revokes a removed role's sessions on the AWS side, if configured.
     pub revoker: Option<Arc<SessionRevoker>>,
     /// Serialises changes.
@@ -266,7 +257,7 @@ impl Control {
 
     fn status(&self) -> Status {
         let snap = self.snapshots.borrow().clone();
-        status_of(&snap, &self.clock, &self.counters)
+        status_of(&snap, &self.clock, &self.metrics)
     }
 
     fn refuse(&self, error: impl Into<String>) -> Response {
@@ -362,6 +353,9 @@ impl Control {
             .set_association(new)
             .await
             .map_err(|e| e.to_string())?;
+        if current.is_some() && old_role != new_role {
+            self.metrics.observe_revocation();
+        }
         tracing::info!(
             target: "audit",
             uid,

@@ -15,13 +15,14 @@ use aws_config::profile::ProfileFileRegionProvider;
 use crate::clock::rfc3339_seconds;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ConfigError, IssuerKind, Settings};
-use crate::control::{self, Control, Counters};
+use crate::control::{self, Control};
 use crate::credentials::Association;
 use crate::identity::{default_availability_zone, instance_id_for_host, InstanceIdentity};
 use crate::imds::Endpoint;
 use crate::issuer::local::LocalIssuer;
 use crate::issuer::sts::{base_config, StsIssuer, StsSettings, StsSetupError};
 use crate::issuer::CredentialSource;
+use crate::metrics::{self, Instrumented, Metrics};
 use crate::notify::{notify, watchdog_interval};
 use crate::refresh;
 use crate::refresh::Snapshot;
@@ -184,6 +185,8 @@ pub async fn run(
         None => return Err(DaemonError::NoRegion),
     };
     let (source, revoker) = credential_source(&settings, &region, clock.clone()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let source: Arc<dyn CredentialSource> = Arc::new(Instrumented::new(source, metrics.clone()));
 
     let listeners = match server::listeners_from_systemd().map_err(DaemonError::Activation)? {
         Some(l) => l,
@@ -192,6 +195,14 @@ pub async fn run(
             .map_err(|(addr, source)| DaemonError::Bind { addr, source })?,
     };
 
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(
+            metrics::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     let identity = InstanceIdentity {
         instance_id: instance_id_for_host(Path::new("/etc/machine-id")),
         availability_zone: settings
@@ -225,14 +236,13 @@ pub async fn run(
         })?;
     let (snapshots, refresher, refresher_task) =
         refresh::spawn(source, association, clock.clone(), stopped());
-    let counters = Arc::new(Counters::default());
     let control = Arc::new(Control {
         refresher: refresher.clone(),
         snapshots: snapshots.clone(),
         state_dir: settings.state_dir.clone(),
         admin_gid: settings.admin_gid,
         clock: clock.clone(),
-        counters: counters.clone(),
+        metrics: metrics.clone(),
         revoker,
         changes: tokio::sync::Mutex::new(()),
     });
@@ -254,13 +264,22 @@ pub async fn run(
         },
         snapshots,
         refresher,
-        counters,
+        metrics: metrics.clone(),
     });
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics,
+            app.snapshots.clone(),
+            app.endpoint.clock.clone(),
+            stopped(),
+        ));
+    }
     tokio::spawn(report_to_systemd(
         app.snapshots.clone(),
         app.endpoint.clock.clone(),

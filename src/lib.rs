@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod identity;
 pub mod imds;
 pub mod issuer;
+pub mod metrics;
 pub mod notify;
 pub mod refresh;
 pub mod revoke;

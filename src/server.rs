@@ -9,7 +9,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +23,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::control::Counters;
 use crate::imds::{handle, Endpoint, Peer};
+use crate::metrics::Metrics;
 use crate::refresh::{RefresherHandle, Snapshot};
 
 /// Most connections served at once; more are refused with a 503.
@@ -48,8 +47,8 @@ pub struct App {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// To wake the refresher when credentials are found expired.
     pub refresher: RefresherHandle,
-    /// Request and token counts.
-    pub counters: Arc<Counters>,
+    /// Request, token and connection metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -60,10 +59,8 @@ impl App {
         if reply.stale {
             self.refresher.wake();
         }
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        if reply.route == "token" && reply.response.status() == http::StatusCode::OK {
-            self.counters.tokens_issued.fetch_add(1, Ordering::Relaxed);
-        }
+        self.metrics
+            .observe_request(reply.route, reply.response.status().as_u16());
         tracing::debug!(
             method = %req.method(),
             route = reply.route,
@@ -185,6 +182,7 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let open = app.metrics.connection_opened();
         let peer = Peer { addr: Some(addr) };
         let app = app.clone();
         let service = service_fn(move |req: Request<Incoming>| {
@@ -197,6 +195,7 @@ async fn accept_loop(
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
             }
+            drop(open);
             drop(permit);
         });
     }
