@@ -1,0 +1,431 @@
+"""hostrole benchmark: hostrole against nginx serving the same credential
+document as a static file, on loopback, driven by the same load tool (wrk).
+Prints its figures and writes docs/benchmarks.md and docs/benchmarks-latency.png.
+Run through bench/run, which installs what it needs."""
+
+import asyncio
+import datetime
+import http.server
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "hostrole")
+ROLE = "arn:aws:iam::123456789012:role/demo"
+DOC_PATH = "/latest/meta-data/iam/security-credentials/demo"
+DURATION = os.environ.get("BENCH_DURATION", "5s")
+CONNECTIONS = [1, 16, 256]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def req(port, method, path, headers=None, timeout=5):
+    """One request on a fresh connection; returns (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def token(port):
+    return req(port, "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "21600"})[1]
+
+
+def rss_kib(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def start_hostrole(state, port, extra=(), env=None):
+    return subprocess.Popen(
+        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", state,
+         "--control-socket", os.path.join(state, "c.sock"), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or os.environ.copy())
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for_credentials(port, deadline_s=10.0):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            t = token(port)
+            status, body = req(port, "GET", DOC_PATH, {"X-aws-ec2-metadata-token": t})
+            if status == 200:
+                return json.loads(body)
+        except OSError:
+            pass
+        time.sleep(0.001)
+    raise SystemExit("hostrole did not serve credentials in time")
+
+
+def wrk(port, conns, script, headers=()):
+    threads = 1 if conns == 1 else 2
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{DURATION}", "-s", script]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd.append(f"http://127.0.0.1:{port}{DOC_PATH}")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def start_nginx(workdir, port, doc):
+    root = os.path.join(workdir, "www")
+    os.makedirs(os.path.join(root, "latest/meta-data/iam/security-credentials"), exist_ok=True)
+    with open(os.path.join(root, DOC_PATH.lstrip("/")), "w") as f:
+        f.write(doc)
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes auto;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  default_type text/plain;
+  client_body_temp_path {workdir}/tmp;
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    root {root};
+    location = /latest/api/token {{ return 200 "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; }}
+    location = /latest/meta-data/iam/security-credentials/ {{ return 200 "demo"; }}
+  }}
+}}
+""")
+    # nginx workers run unprivileged: the web root must be readable to them.
+    os.chmod(workdir, 0o755)
+    for d, _, files in os.walk(root):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    proc = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            if req(port, "GET", DOC_PATH)[0] == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise SystemExit("nginx did not start")
+
+
+def nginx_rss_kib(master):
+    pids = [master.pid]
+    out = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True).stdout
+    pids += [int(p) for p in out.split()]
+    return sum(rss_kib(p) for p in pids)
+
+
+# --- STS economy: a fake STS that holds the refresh call while clients load ---
+
+class FakeSts(http.server.BaseHTTPRequestHandler):
+    calls = 0
+    lifetime_s = 20
+    hold_s = 0.0
+    holding = threading.Event()
+    released = threading.Event()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        FakeSts.calls += 1
+        if FakeSts.calls >= 2:
+            FakeSts.holding.set()
+            time.sleep(FakeSts.hold_s)
+            FakeSts.released.set()
+        exp = (datetime.datetime.now(datetime.timezone.utc)
+               + datetime.timedelta(seconds=FakeSts.lifetime_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        n = FakeSts.calls
+        body = f"""<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+<AssumeRoleResult><Credentials><AccessKeyId>ASIAFAKESTS{n:09d}</AccessKeyId>
+<SecretAccessKey>{'s' * 40}</SecretAccessKey><SessionToken>{'t' * 300}</SessionToken>
+<Expiration>{exp}</Expiration></Credentials>
+<AssumedRoleUser><AssumedRoleId>AROAFAKE:bench</AssumedRoleId>
+<Arn>arn:aws:sts::123456789012:assumed-role/demo/bench</Arn></AssumedRoleUser>
+</AssumeRoleResult><ResponseMetadata><RequestId>r-{n}</RequestId></ResponseMetadata>
+</AssumeRoleResponse>""".encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/xml")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+async def one_fetch(port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 f"X-aws-ec2-metadata-token-ttl-seconds: 60\r\nConnection: close\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    tok = data.partition(b"\r\n\r\n")[2].decode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {DOC_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 f"X-aws-ec2-metadata-token: {tok}\r\nConnection: close\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    return int(data.split()[1])
+
+
+async def burst(port, n):
+    return await asyncio.gather(*(one_fetch(port) for _ in range(n)))
+
+
+def sts_economy(workdir):
+    sts_port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", sts_port), FakeSts)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeSts.hold_s = 3.0
+    port = free_port()
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+               AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    state = tempfile.mkdtemp(dir=workdir)
+    proc = start_hostrole(state, port, ["--issuer", "sts", "--region", "us-east-1",
+                                        "--sts-endpoint", f"http://127.0.0.1:{sts_port}",
+                                        "--role-arn", ROLE], env)
+    try:
+        wait_for_credentials(port)
+        # The 20 s session refreshes after 8-10 s; the fake STS holds that call.
+        if not FakeSts.holding.wait(30):
+            raise SystemExit("no refresh call within 30 s")
+        # Calls since the prefetch: the refresh being held, plus any the
+        # burst caused.
+        statuses = asyncio.run(burst(port, 1000))
+        overlapped = not FakeSts.released.is_set()
+        during = FakeSts.calls - 1
+    finally:
+        stop(proc)
+        server.shutdown()
+    return {"fetches": len(statuses), "ok": statuses.count(200), "sts_calls_during": during,
+            "burst_within_refresh": overlapped, "sts_calls_total": FakeSts.calls}
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def version(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except OSError:
+        return "?"
+
+
+def main():
+    workdir = tempfile.mkdtemp(prefix="hostrole-bench-")
+    results = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "hostrole": version([BIN, "--version"]), "nginx": version(["nginx", "-v"]),
+               "wrk": version(["wrk", "--version"])}
+    print("machine:", results["machine"])
+
+    # Start-up: process start to first served credential (local issuer).
+    startups = []
+    for _ in range(7):
+        state = tempfile.mkdtemp(dir=workdir)
+        port = free_port()
+        t0 = time.monotonic()
+        p = start_hostrole(state, port, ["--issuer", "local", "--role-arn", ROLE])
+        wait_for_credentials(port)
+        startups.append((time.monotonic() - t0) * 1000)
+        stop(p)
+    results["startup_ms"] = statistics.median(startups)
+    print(f"start-up to first credential: {results['startup_ms']:.1f} ms (median of 7)")
+
+    state = tempfile.mkdtemp(dir=workdir)
+    hport = free_port()
+    hostrole = start_hostrole(state, hport, ["--issuer", "local", "--role-arn", ROLE])
+    doc = json.dumps(wait_for_credentials(hport), indent=2)
+    tok = token(hport)
+    time.sleep(0.5)
+    results["rss_idle_kib"] = rss_kib(hostrole.pid)
+    nport = free_port()
+    nginx = start_nginx(workdir, nport, doc)
+    results["nginx_rss_idle_kib"] = nginx_rss_kib(nginx)
+
+    report = os.path.join(ROOT, "bench", "wrk-report.lua")
+    sdk = os.path.join(ROOT, "bench", "wrk-sdk-pattern.lua")
+    paced = os.path.join(ROOT, "bench", "wrk-paced.lua")
+    runs = {}
+    try:
+        for conns in CONNECTIONS:
+            for name, port in (("hostrole", hport), ("nginx", nport)):
+                runs[("a", conns, name)] = wrk(port, conns, report, [f"X-aws-ec2-metadata-token: {tok}"])
+            if conns == 256:
+                results["rss_load_kib"] = rss_kib(hostrole.pid)
+                results["rss_peak_kib"] = rss_kib(hostrole.pid, "VmHWM")
+                results["nginx_rss_load_kib"] = nginx_rss_kib(nginx)
+            for name, port in (("hostrole", hport), ("nginx", nport)):
+                runs[("b", conns, name)] = wrk(port, conns, sdk)
+            if conns == 16:
+                for name, port in (("hostrole", hport), ("nginx", nport)):
+                    runs[("paced", conns, name)] = wrk(port, conns, paced, [f"X-aws-ec2-metadata-token: {tok}"])
+            for pattern in ("a", "b", "paced"):
+                if (pattern, conns, "hostrole") not in runs:
+                    continue
+                h, n = runs[(pattern, conns, "hostrole")], runs[(pattern, conns, "nginx")]
+                print(f"({pattern}) {conns:>3} conns: hostrole {h['rps']:>9.0f} req/s p99 {h['percentiles']['99']:>6} us"
+                      f" | nginx {n['rps']:>9.0f} req/s p99 {n['percentiles']['99']:>6} us"
+                      f" | ratio {h['rps'] / n['rps']:.2f}")
+    finally:
+        stop(hostrole)
+        stop(nginx)
+    results["runs"] = {f"{p}/{c}/{n}": v for (p, c, n), v in runs.items()}
+
+    results["sts"] = sts_economy(workdir)
+    print("STS economy:", results["sts"])
+    with open(os.path.join(ROOT, ".cache", "fleet.txt")) as f:
+        results["fleet"] = f.read().strip()
+    print(results["fleet"])
+
+    write_docs(results, runs)
+
+
+def write_docs(r, runs):
+    docs = os.path.join(ROOT, "docs")
+    os.makedirs(docs, exist_ok=True)
+    plot(runs, os.path.join(docs, "benchmarks-latency.png"))
+    mib = lambda kib: kib / 1024
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `bench/run`; do not edit by hand. hostrole is compared with nginx serving the same",
+        "credential document as a static file, both on loopback, driven by the same load tool (wrk)",
+        "on the same machine. The machine is shared: read the ratios, taken in one run, rather than",
+        "the absolute figures.",
+        "",
+        f"- run: {r['date']}",
+        f"- machine: {r['machine']}",
+        f"- {r['hostrole']}; {r['nginx']}; {r['wrk']}",
+        f"- each load run: {DURATION}; wrk uses 1 thread for 1 connection, else 2",
+        "",
+        "## Throughput and latency",
+        "",
+        "(a) keep-alive GETs of the credential document with a valid token (what long-lived SDK clients do);",
+        "(b) the botocore/JS pattern: PUT token, GET listing, GET credentials, each on a fresh connection",
+        "(requests/s counts all three requests); (paced) as (a) at 16 connections, each paced to about one",
+        "request per millisecond, so that latency shows service time rather than queueing: wrk and both",
+        "servers share this machine's two cores, and the unpaced runs saturate them.",
+        "",
+        "| load | conns | hostrole req/s | nginx req/s | ratio | hostrole p50 / p99 / p99.9 (µs) | nginx p50 / p99 / p99.9 (µs) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pattern in ("a", "b", "paced"):
+        for conns in CONNECTIONS:
+            if (pattern, conns, "hostrole") not in runs:
+                continue
+            h, n = runs[(pattern, conns, "hostrole")], runs[(pattern, conns, "nginx")]
+            hp, np_ = h["percentiles"], n["percentiles"]
+            lines.append(
+                f"| ({pattern}) | {conns} | {h['rps']:.0f} | {n['rps']:.0f} | {h['rps'] / n['rps']:.2f} | "
+                f"{hp['50']} / {hp['99']} / {hp['99.9']} | {np_['50']} / {np_['99']} / {np_['99.9']} |")
+    a16h, a16n = runs[("a", 16, "hostrole")], runs[("a", 16, "nginx")]
+    p16h = runs[("paced", 16, "hostrole")]
+    lines += [
+        "",
+        "![latency distribution at 16 connections](benchmarks-latency.png)",
+        "",
+        "## Memory and start-up",
+        "",
+        "| figure | hostrole | nginx (master + workers) |",
+        "|---|---|---|",
+        f"| RSS idle | {mib(r['rss_idle_kib']):.1f} MiB | {mib(r['nginx_rss_idle_kib']):.1f} MiB |",
+        f"| RSS at 256 connections | {mib(r['rss_load_kib']):.1f} MiB (peak {mib(r['rss_peak_kib']):.1f} MiB) | {mib(r['nginx_rss_load_kib']):.1f} MiB |",
+        f"| process start to first served credential (local issuer, median of 7) | {r['startup_ms']:.1f} ms | |",
+        "",
+        "## STS economy",
+        "",
+        f"A fake STS issues 20-second sessions and holds the refresh call for 3 s; meanwhile 1,000 clients",
+        f"fetch credentials concurrently (PUT token + GET document each). {r['sts']['ok']} of "
+        f"{r['sts']['fetches']} fetches got credentials; from the refresh moment to the end of the burst STS saw"
+        f" **{r['sts']['sts_calls_during']}** call(s) (the refresh itself; the burst "
+        f"{'ended while it was still in flight' if r['sts']['burst_within_refresh'] else 'outlasted it'}).",
+        "",
+        "## Fleet model",
+        "",
+        "`cargo bench --bench fleet` simulates a fleet with the real refresh-scheduling code",
+        "(`refresh_delay`):",
+        "",
+        "```",
+        r["fleet"],
+        "```",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| (a) throughput ≥ nginx at 16 connections | ratio {a16h['rps'] / a16n['rps']:.2f} | {'yes' if a16h['rps'] >= a16n['rps'] else 'no'} |",
+        f"| (a) p99 under 1 ms at 16 connections, saturated | {a16h['percentiles']['99']} µs (nginx {a16n['percentiles']['99']} µs) | {'yes' if a16h['percentiles']['99'] < 1000 else 'no'} |",
+        f"| (a) p99 under 1 ms at 16 connections, paced | {p16h['percentiles']['99']} µs | {'yes' if p16h['percentiles']['99'] < 1000 else 'no'} |",
+        f"| RSS idle ≤ 10 MiB | {mib(r['rss_idle_kib']):.1f} MiB | {'yes' if r['rss_idle_kib'] <= 10 * 1024 else 'no'} |",
+        f"| RSS at 256 connections ≤ 20 MiB | {mib(r['rss_peak_kib']):.1f} MiB peak | {'yes' if r['rss_peak_kib'] <= 20 * 1024 else 'no'} |",
+        f"| one STS call for 1,000 concurrent fetches at the refresh moment | {r['sts']['sts_calls_during']} | {'yes' if r['sts']['sts_calls_during'] == 1 and r['sts']['burst_within_refresh'] else 'no'} |",
+        "",
+    ]
+    with open(os.path.join(docs, "benchmarks.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("wrote docs/benchmarks.md and docs/benchmarks-latency.png")
+
+
+def plot(runs, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, style in (("hostrole", "-o"), ("nginx", "--s")):
+        p = runs[("a", 16, name)]["percentiles"]
+        keys = sorted(p, key=float)
+        xs = [1 / (1 - float(k) / 100) for k in keys]
+        ax.plot(xs, [p[k] for k in keys], style, label=name)
+    ax.set_xscale("log")
+    ax.set_xticks([1 / (1 - float(k) / 100) for k in ["50", "90", "99", "99.9", "99.99"]])
+    ax.set_xticklabels(["p50", "p90", "p99", "p99.9", "p99.99"])
+    ax.set_ylabel("latency (µs)")
+    ax.set_title("keep-alive GET of the credential document, 16 connections")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
