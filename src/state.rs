@@ -64,8 +64,8 @@ struct Stored {
 /// Reads the persisted association, if any.
 pub fn load_association(dir: &Path) -> Result<Option<Association>, StateError> {
     let path = dir.join(ASSOCIATION_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(StateError::Io { path, source }),
     };
@@ -73,7 +73,9 @@ pub fn load_association(dir: &Path) -> Result<Option<Association>, StateError> {
         path: path.clone(),
         reason,
     };
-    let stored: Stored = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    // Not text at all (say, a torn write on a filesystem without ordering
+    // guarantees) is corrupt too, not an I/O error.
+    let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if stored.version != FORMAT_VERSION {
         return Err(corrupt(format!(
             "unknown format version {}",
@@ -205,18 +207,20 @@ mod tests {
     fn a_corrupt_file_is_an_error_and_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(ASSOCIATION_FILE);
-        for body in [
-            "{\"version\":1,\"role-arn\":",
-            "{\"version\":1,\"role-arn\":\"demo\",\"session-name\":\"x1\"}",
-            "",
-        ] {
+        let bodies: [&[u8]; 4] = [
+            b"{\"version\":1,\"role-arn\":",
+            b"{\"version\":1,\"role-arn\":\"demo\",\"session-name\":\"x1\"}",
+            b"",
+            b"\x00\xff\xfe not text \x80",
+        ];
+        for body in bodies {
             fs::write(&path, body).unwrap();
             let err = load_association(dir.path()).unwrap_err().to_string();
             assert!(
                 err.contains("corrupt") && err.contains(ASSOCIATION_FILE),
                 "{err}"
             );
-            assert_eq!(fs::read_to_string(&path).unwrap(), body, "left untouched");
+            assert_eq!(fs::read(&path).unwrap(), body, "left untouched");
         }
     }
 
