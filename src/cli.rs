@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, ImdsV1, IssuerKind, Overrides};
+use crate::config::{self, FileConfig, ImdsV1, IssuerKind};
 use crate::control;
 
 /// Command line usage error (sysexits.h).
@@ -146,9 +146,10 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen.clone(),
+    /// The flags, in the shape of the config file they override.
+    fn overrides(&self) -> FileConfig {
+        FileConfig {
+            listen: (!self.listen.is_empty()).then(|| self.listen.clone()),
             role_arn: self.role_arn.clone(),
             external_id: self.external_id.clone(),
             session_name: self.session_name.clone(),
@@ -161,6 +162,10 @@ impl ServeArgs {
             state_dir: self.state_dir.clone(),
             control_socket: self.control_socket.clone(),
             metrics_listen: self.metrics_listen.clone(),
+            // Set in the config file only.
+            admin_group: None,
+            revoke_sessions: None,
+            iam_endpoint: None,
         }
     }
 }

@@ -49,8 +49,9 @@ pub enum ImdsV1 {
     Disabled,
 }
 
-/// The config file as written.
-#[derive(Debug, Default, Deserialize)]
+/// Configuration as written in the file, or as given by flags (which
+/// override the file, key by key).
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
     /// Addresses to listen on.
@@ -84,37 +85,6 @@ pub struct FileConfig {
     /// IAM endpoint URL override (for revoke-sessions).
     pub iam_endpoint: Option<String>,
     /// Where to serve Prometheus metrics (off when absent).
-    pub metrics_listen: Option<String>,
-}
-
-/// Values given on the command line; each overrides the file.
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    /// `--listen`, repeatable.
-    pub listen: Vec<String>,
-    /// `--role-arn`.
-    pub role_arn: Option<String>,
-    /// `--external-id`.
-    pub external_id: Option<String>,
-    /// `--session-name`.
-    pub session_name: Option<String>,
-    /// `--session-duration`.
-    pub session_duration_seconds: Option<u64>,
-    /// `--issuer`.
-    pub issuer: Option<IssuerKind>,
-    /// `--sts-endpoint`.
-    pub sts_endpoint: Option<String>,
-    /// `--region`.
-    pub region: Option<String>,
-    /// `--availability-zone`.
-    pub availability_zone: Option<String>,
-    /// `--imds-v1`.
-    pub imds_v1: Option<ImdsV1>,
-    /// `--state-dir`.
-    pub state_dir: Option<PathBuf>,
-    /// `--control-socket`.
-    pub control_socket: Option<PathBuf>,
-    /// `--metrics-listen`.
     pub metrics_listen: Option<String>,
 }
 
@@ -220,15 +190,8 @@ fn valid_region_like(s: &str) -> bool {
 /// `STATE_DIRECTORY`, else `/var/lib/hostrole` for root, else the user's
 /// `$XDG_STATE_HOME/hostrole` (or `~/.local/state/hostrole`).
 pub fn default_state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
-        // systemd may pass several, separated by ':'; the first is ours.
-        let first = dir
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        return PathBuf::from(first);
+    if let Some(dir) = systemd_directory("STATE_DIRECTORY") {
+        return dir;
     }
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from(SYSTEM_STATE_DIR);
@@ -240,6 +203,14 @@ pub fn default_state_dir() -> PathBuf {
         Some(home) => PathBuf::from(home).join(".local/state/hostrole"),
         None => PathBuf::from(SYSTEM_STATE_DIR),
     }
+}
+
+/// The first directory systemd passes in `var` (`STATE_DIRECTORY`,
+/// `RUNTIME_DIRECTORY`, …: several may be given, separated by `:`).
+pub fn systemd_directory(var: &str) -> Option<PathBuf> {
+    let value = std::env::var_os(var)?;
+    let first = value.to_string_lossy().split(':').next()?.to_owned();
+    (!first.is_empty()).then(|| PathBuf::from(first))
 }
 
 /// The default STS session name: the host name, sanitised to STS's rules.
@@ -267,15 +238,13 @@ fn check_url(key: &str, url: Option<&str>) -> Result<(), ConfigError> {
 /// Merges file and flags and validates the result.
 pub fn resolve(
     file: FileConfig,
-    flags: Overrides,
+    flags: FileConfig,
     config_path: Option<PathBuf>,
 ) -> Result<Settings, ConfigError> {
-    let listen_raw = if flags.listen.is_empty() {
-        file.listen
-            .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()])
-    } else {
-        flags.listen
-    };
+    let listen_raw = flags
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]);
     if listen_raw.is_empty() {
         return Err(invalid("listen: at least one address is needed"));
     }
@@ -328,9 +297,12 @@ pub fn resolve(
 
     let sts_endpoint = flags.sts_endpoint.or(file.sts_endpoint);
     check_url("sts-endpoint", sts_endpoint.as_deref())?;
-    let iam_endpoint = file.iam_endpoint;
+    let iam_endpoint = flags.iam_endpoint.or(file.iam_endpoint);
     check_url("iam-endpoint", iam_endpoint.as_deref())?;
-    let revoke_sessions = file.revoke_sessions.unwrap_or(false);
+    let revoke_sessions = flags
+        .revoke_sessions
+        .or(file.revoke_sessions)
+        .unwrap_or(false);
     if revoke_sessions && issuer != IssuerKind::Sts {
         return Err(invalid(
             "revoke-sessions: needs issuer = \"sts\" (locally minted credentials have no AWS sessions)",
@@ -376,7 +348,7 @@ pub fn resolve(
         .control_socket
         .or(file.control_socket)
         .unwrap_or_else(|| crate::control::default_socket_path(&state_dir));
-    let admin_gid = match &file.admin_group {
+    let admin_gid = match &flags.admin_group.or(file.admin_group) {
         None => None,
         Some(name) => match nix::unistd::Group::from_name(name) {
             Ok(Some(g)) => Some(g.gid.as_raw()),
@@ -440,10 +412,10 @@ mod tests {
             "listen = [\"127.0.0.1:9000\"]\nissuer = \"local\"\nregion = \"eu-west-1\"\nimds-v1 = \"allowed\"\nstate-dir = \"/tmp/x\"\n",
         )
         .unwrap();
-        let flags = Overrides {
+        let flags = FileConfig {
             region: Some("us-west-2".into()),
             role_arn: Some("arn:aws:iam::123456789012:role/demo".into()),
-            ..Overrides::default()
+            ..FileConfig::default()
         };
         let s = resolve(file, flags, None).unwrap();
         assert_eq!(
@@ -460,9 +432,9 @@ mod tests {
     fn defaults_are_safe() {
         let s = resolve(
             FileConfig::default(),
-            Overrides {
+            FileConfig {
                 state_dir: Some("/tmp/s".into()),
-                ..Overrides::default()
+                ..FileConfig::default()
             },
             None,
         )
@@ -479,51 +451,51 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let cases: [(Overrides, &str); 7] = [
+        let cases: [(FileConfig, &str); 7] = [
             (
-                Overrides {
-                    listen: vec!["localhost".into()],
+                FileConfig {
+                    listen: Some(vec!["localhost".into()]),
                     ..Default::default()
                 },
                 "listen",
             ),
             (
-                Overrides {
+                FileConfig {
                     role_arn: Some("demo".into()),
                     ..Default::default()
                 },
                 "role-arn",
             ),
             (
-                Overrides {
+                FileConfig {
                     session_duration_seconds: Some(60),
                     ..Default::default()
                 },
                 "session-duration-seconds",
             ),
             (
-                Overrides {
+                FileConfig {
                     session_name: Some("a b".into()),
                     ..Default::default()
                 },
                 "session-name",
             ),
             (
-                Overrides {
+                FileConfig {
                     sts_endpoint: Some("moto:5000".into()),
                     ..Default::default()
                 },
                 "sts-endpoint",
             ),
             (
-                Overrides {
+                FileConfig {
                     region: Some("US East".into()),
                     ..Default::default()
                 },
                 "region",
             ),
             (
-                Overrides {
+                FileConfig {
                     state_dir: Some("relative".into()),
                     ..Default::default()
                 },
@@ -540,11 +512,11 @@ mod tests {
 
     #[test]
     fn the_local_issuer_allows_short_sessions() {
-        let flags = Overrides {
+        let flags = FileConfig {
             issuer: Some(IssuerKind::Local),
             session_duration_seconds: Some(60),
             state_dir: Some("/tmp/s".into()),
-            ..Overrides::default()
+            ..FileConfig::default()
         };
         assert!(resolve(FileConfig::default(), flags, None).is_ok());
     }
