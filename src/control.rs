@@ -30,6 +30,8 @@ use crate::state;
 pub const SYSTEM_CONTROL_SOCKET: &str = "/run/hostrole/control.sock";
 /// Longest request line accepted.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// How long associate and replace wait for the new role's first credentials.
+pub const FIRST_FETCH_WAIT: Duration = Duration::from_secs(10);
 /// Time a client has to send its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -131,14 +133,8 @@ pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, metrics: &Metrics) ->
 /// `/run/hostrole` for root, else `$XDG_RUNTIME_DIR/hostrole`, else the
 /// state directory.
 pub fn default_socket_path(state_dir: &Path) -> PathBuf {
-    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY").filter(|d| !d.is_empty()) {
-        let first = dir
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        return PathBuf::from(first).join("control.sock");
+    if let Some(dir) = crate::config::systemd_directory("RUNTIME_DIRECTORY") {
+        return dir.join("control.sock");
     }
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from(SYSTEM_CONTROL_SOCKET);
@@ -349,7 +345,8 @@ impl Control {
         }
         let old_role = current.as_ref().map(|a| a.role.to_string());
         let new_role = new.as_ref().map(|a| a.role.to_string());
-        self.refresher
+        let published = self
+            .refresher
             .set_association(new)
             .await
             .map_err(|e| e.to_string())?;
@@ -367,27 +364,52 @@ impl Control {
         );
         // The old credentials are no longer served; optionally make them
         // useless on the AWS side too.
-        let Some(revoker) = &self.revoker else {
-            return Ok(None);
-        };
-        match current {
-            Some(old) if new_role.as_deref() != Some(old.role.as_str()) => {
+        let mut warnings = Vec::new();
+        if let (Some(revoker), Some(old)) = (&self.revoker, &current) {
+            if new_role.as_deref() != Some(old.role.as_str()) {
                 match revoker.revoke_older_sessions(&old.role).await {
                     Ok(()) => {
                         tracing::info!(target: "audit", uid, pid, op, role = %old.role,
                             "sessions issued before now revoked on the AWS side");
-                        Ok(None)
                     }
                     Err(e) => {
                         tracing::error!(target: "audit", uid, pid, op, role = %old.role, error = %e,
                             "could not revoke the removed role's sessions");
-                        Ok(Some(format!(
+                        warnings.push(format!(
                             "the role was removed, but its sessions could not be revoked: {e}"
-                        )))
+                        ));
                     }
                 }
             }
-            _ => Ok(None),
+        }
+        if published.association.is_some() {
+            warnings.extend(self.await_first_fetch(published.generation).await);
+        }
+        Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
+    }
+
+    /// Waits (at most [`FIRST_FETCH_WAIT`]) for the first fetch of a newly
+    /// associated role, so that the command returns with its credentials
+    /// served, or says why not.
+    async fn await_first_fetch(&self, generation: u64) -> Option<String> {
+        let mut snapshots = self.snapshots.clone();
+        let waited = tokio::time::timeout(
+            FIRST_FETCH_WAIT,
+            snapshots.wait_for(|s| {
+                s.generation != generation || s.served.is_some() || s.last_error.is_some()
+            }),
+        )
+        .await;
+        match waited {
+            Ok(Ok(s)) if s.generation == generation && s.served.is_none() => Some(format!(
+                "the role is associated, but its credentials could not be obtained: {}",
+                s.last_error.as_deref().unwrap_or("unknown error")
+            )),
+            Ok(_) => None,
+            Err(_) => Some(format!(
+                "the role is associated, but STS has not answered within {}s; its credentials will be served once it does",
+                FIRST_FETCH_WAIT.as_secs()
+            )),
         }
     }
 

@@ -167,7 +167,9 @@ impl RefresherHandle {
         self.wake.notify_one();
     }
 
-    /// Sets or removes the association; returns once it is being served.
+    /// Sets or removes the association. Returns once the change is
+    /// published: the old role's credentials are no longer served, and the
+    /// new role's first fetch has started.
     pub async fn set_association(
         &self,
         association: Option<Association>,

@@ -195,15 +195,13 @@ fn a_persisted_association_and_earlier_tokens_survive_a_restart() {
         &["associate", ROLE_ARN, "--session-name", "web-1"],
     ));
     let t = token(d.addr, 21_600);
-    let addr = d.addr.to_string();
-    let (status, _) = d.stop();
-    assert!(status.success());
     let saved = std::fs::read_to_string(dir.path().join("association.json")).unwrap();
     assert!(
         saved.contains(ROLE_ARN) && saved.contains("web-1"),
         "{saved}"
     );
-    let d = start_daemon(dir.path(), &["--issuer", "local", "--listen", &addr]);
+    // No --role-arn: the role comes from the saved association.
+    let d = d.restart(dir.path(), &["--issuer", "local"]);
     let list = get(d.addr, "/latest/meta-data/iam/security-credentials/", &t);
     assert_eq!(
         (list.status, list.body.as_str()),
@@ -257,12 +255,13 @@ fn the_control_socket_refuses_changes_from_an_unprivileged_user() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(ROLE_ARN));
 }
 
-#[test]
-fn a_second_daemon_on_the_same_state_is_refused_naming_the_first() {
-    let dir = temp_dir();
-    let d = start_daemon(dir.path(), &["--issuer", "local"]);
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_hostrole"))
+/// Runs `hostrole serve` on `state_dir` to completion (it is expected to
+/// refuse to start).
+fn serve_expecting_failure(
+    state_dir: &std::path::Path,
+    socket: &std::path::Path,
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hostrole"))
         .args([
             "serve",
             "--issuer",
@@ -271,11 +270,19 @@ fn a_second_daemon_on_the_same_state_is_refused_naming_the_first() {
             "127.0.0.1:0",
             "--state-dir",
         ])
-        .arg(dir.path())
+        .arg(state_dir)
         .arg("--control-socket")
-        .arg(dir.path().join("second.sock"))
+        .arg(socket)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_is_refused_naming_the_first() {
+    let dir = temp_dir();
+    let d = start_daemon(dir.path(), &["--issuer", "local"]);
+    let started = Instant::now();
+    let out = serve_expecting_failure(dir.path(), &dir.path().join("second.sock"));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "refused at once"
@@ -290,32 +297,37 @@ fn a_second_daemon_on_the_same_state_is_refused_naming_the_first() {
 
 #[test]
 fn a_corrupt_state_file_is_a_clear_error_and_is_left_alone() {
+    let bodies: [&[u8]; 2] = [
+        b"{\"version\": 1, \"role-arn\": ",
+        b"\x00\xff\xfe not text \x80",
+    ];
+    for body in bodies {
+        let dir = temp_dir();
+        let path = dir.path().join("association.json");
+        std::fs::write(&path, body).unwrap();
+        let out = serve_expecting_failure(dir.path(), &control_socket(dir.path()));
+        assert_eq!(out.status.code(), Some(78), "{body:?}: {}", err(&out));
+        assert!(
+            err(&out).contains("association.json") && err(&out).contains("corrupt"),
+            "{}",
+            err(&out)
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), body, "left as it was");
+    }
+}
+
+#[test]
+fn a_disassociated_host_still_has_no_role_after_a_restart() {
     let dir = temp_dir();
-    let path = dir.path().join("association.json");
-    std::fs::write(&path, "{\"version\": 1, \"role-arn\": ").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hostrole"))
-        .args([
-            "serve",
-            "--issuer",
-            "local",
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-        ])
-        .arg(dir.path())
-        .arg("--control-socket")
-        .arg(control_socket(dir.path()))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    assert!(
-        err(&out).contains("association.json") && err(&out).contains("corrupt"),
-        "{}",
-        err(&out)
-    );
+    let d = start_daemon(dir.path(), &["--issuer", "local"]);
+    ok(client(dir.path(), &["associate", ROLE_ARN]));
+    ok(client(dir.path(), &["disassociate"]));
+    assert!(!dir.path().join("association.json").exists());
+    let d = d.restart(dir.path(), &["--issuer", "local"]);
+    let t = token(d.addr, 60);
     assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        "{\"version\": 1, \"role-arn\": "
+        get(d.addr, "/latest/meta-data/iam/security-credentials/", &t).status,
+        404
     );
 }
 
@@ -382,4 +394,60 @@ fn status_shows_role_key_expiry_and_counts() {
     for field in ["expiration", "last-refresh", "next-refresh", "last-error"] {
         assert!(s.get(field).is_some(), "{field}");
     }
+}
+
+#[test]
+fn associate_waits_for_the_first_credentials_and_says_when_sts_fails() {
+    let dir = temp_dir();
+    // An STS endpoint on a loopback port nothing listens on: refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoint = format!("http://{closed}");
+    let home = dir.path().display().to_string();
+    let none = dir.path().join("none").display().to_string();
+    let d = start_daemon_env(
+        dir.path(),
+        &[
+            "--issuer",
+            "sts",
+            "--region",
+            "us-east-1",
+            "--sts-endpoint",
+            &endpoint,
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("HOME", &home),
+            ("AWS_CONFIG_FILE", &none),
+            ("AWS_SHARED_CREDENTIALS_FILE", &none),
+        ],
+    );
+    let started = Instant::now();
+    let out = client(dir.path(), &["associate", ROLE_ARN]);
+    assert!(
+        out.status.success(),
+        "the association itself is made: {}",
+        err(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "returned promptly"
+    );
+    assert!(
+        err(&out).contains("warning") && err(&out).contains("could not be obtained"),
+        "{}",
+        err(&out)
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&ok(client(dir.path(), &["status", "--json"]))).unwrap();
+    assert_eq!(s["role"], ROLE_ARN);
+    assert_eq!(s["serving"], false);
+    assert!(
+        s["last-error"].as_str().unwrap().contains("AssumeRole"),
+        "{s}"
+    );
+    drop(d);
 }
