@@ -86,6 +86,17 @@ def wait_for_credentials(port, deadline_s=10.0):
     raise SystemExit("hostrole did not serve credentials in time")
 
 
+def wrk_script(workdir, pattern):
+    """A wrk script: the load pattern (if any) followed by the JSON report."""
+    parts = [os.path.join(ROOT, "bench", name) for name in (pattern, "wrk-report.lua") if name]
+    path = os.path.join(workdir, f"{pattern or 'plain'}.lua")
+    with open(path, "w") as out:
+        for part in parts:
+            with open(part) as f:
+                out.write(f.read() + "\n")
+    return path
+
+
 def wrk(port, conns, script, headers=()):
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{DURATION}", "-s", script]
@@ -282,9 +293,9 @@ def main():
     nginx = start_nginx(workdir, nport, doc)
     results["nginx_rss_idle_kib"] = nginx_rss_kib(nginx)
 
-    report = os.path.join(ROOT, "bench", "wrk-report.lua")
-    sdk = os.path.join(ROOT, "bench", "wrk-sdk-pattern.lua")
-    paced = os.path.join(ROOT, "bench", "wrk-paced.lua")
+    report = wrk_script(workdir, None)
+    sdk = wrk_script(workdir, "wrk-sdk-pattern.lua")
+    paced = wrk_script(workdir, "wrk-paced.lua")
     runs = {}
     try:
         for conns in CONNECTIONS:

@@ -108,23 +108,14 @@ async fn a_daemon_restart_between_fetches_is_invisible_to_a_long_lived_rust_clie
     let dir = temp_dir();
     let args = ["--issuer", "local", "--role-arn", ROLE_ARN];
     let d = start_daemon(dir.path(), &args);
-    let addr = d.addr.to_string();
     // One client, as in a long-lived process: it caches its IMDSv2 token.
     let client = imds_client(&d.url());
     let provider = credentials_provider(&client);
     let first = provider.provide_credentials().await.expect("first fetch");
-    let (status, _) = tokio::task::spawn_blocking(move || d.stop()).await.unwrap();
-    assert!(status.success());
-    let mut again = args.to_vec();
-    again.extend(["--listen", &addr]);
     let state = dir.path().to_owned();
-    let again: Vec<String> = again.iter().map(|s| s.to_string()).collect();
-    let d = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = again.iter().map(String::as_str).collect();
-        start_daemon(&state, &refs)
-    })
-    .await
-    .unwrap();
+    let d = tokio::task::spawn_blocking(move || d.restart(&state, &args))
+        .await
+        .unwrap();
     // The same client, with its cached token, fetches again without error.
     let second = tokio::time::timeout(
         Duration::from_secs(20),

@@ -210,15 +210,10 @@ fn a_token_stays_valid_across_a_restart() {
     let dir = temp_dir();
     let args = ["--issuer", "local", "--role-arn", ROLE_ARN];
     let d = start_daemon(dir.path(), &args);
-    let addr = d.addr.to_string();
     let t = token(d.addr, 21_600);
     assert_eq!(get(d.addr, "/latest/meta-data/instance-id", &t).status, 200);
     let instance_id = get(d.addr, "/latest/meta-data/instance-id", &t).body;
-    let (status, _) = d.stop();
-    assert!(status.success());
-    let mut again = args.to_vec();
-    again.extend(["--listen", &addr]);
-    let d = start_daemon(dir.path(), &again);
+    let d = d.restart(dir.path(), &args);
     let r = get(d.addr, "/latest/meta-data/iam/security-credentials/", &t);
     assert_eq!(
         (r.status, r.body.as_str()),

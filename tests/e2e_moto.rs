@@ -177,6 +177,22 @@ async fn keys_assumed_at_moto_and_served_by_the_daemon_work_for_a_real_call() {
     assert!(exp.ends_with('Z') && exp.len() == 20, "{exp}");
 }
 
+/// A daemon assuming roles at moto with `revoke-sessions = true`, plus
+/// `extra` config lines.
+fn start_revoking_daemon(moto: &Moto, dir: &std::path::Path, extra: &str) -> Daemon {
+    let cfg = dir.join("hostrole.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer = \"sts\"\nregion = \"us-east-1\"\nsts-endpoint = \"{0}\"\niam-endpoint = \"{0}\"\nrevoke-sessions = true\n{extra}",
+            moto.url
+        ),
+    )
+    .unwrap();
+    let env = base_env(dir);
+    start_daemon_env(dir, &["--config", cfg.to_str().unwrap()], &env_refs(&env))
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -200,21 +216,7 @@ async fn revoke_sessions_attaches_the_deny_policy_to_the_removed_role() {
     let moto = start_moto();
     create_role(&moto, "demo").await;
     let dir = temp_dir();
-    let cfg = dir.path().join("hostrole.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "issuer = \"sts\"\nregion = \"us-east-1\"\nsts-endpoint = \"{0}\"\niam-endpoint = \"{0}\"\nrevoke-sessions = true\n",
-            moto.url
-        ),
-    )
-    .unwrap();
-    let env = base_env(dir.path());
-    let d = start_daemon_env(
-        dir.path(),
-        &["--config", cfg.to_str().unwrap()],
-        &env_refs(&env),
-    );
+    let d = start_revoking_daemon(&moto, dir.path(), "");
     let state = dir.path().to_owned();
     let out = client(&state, &["associate", ROLE_ARN]);
     assert!(
@@ -263,20 +265,10 @@ async fn a_failed_revocation_still_removes_the_role_and_warns() {
     let moto = start_moto();
     // The role does not exist in moto's IAM: PutRolePolicy fails.
     let dir = temp_dir();
-    let cfg = dir.path().join("hostrole.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "issuer = \"sts\"\nregion = \"us-east-1\"\nsts-endpoint = \"{0}\"\niam-endpoint = \"{0}\"\nrevoke-sessions = true\nrole-arn = \"arn:aws:iam::123456789012:role/missing\"\n",
-            moto.url
-        ),
-    )
-    .unwrap();
-    let env = base_env(dir.path());
-    let d = start_daemon_env(
+    let d = start_revoking_daemon(
+        &moto,
         dir.path(),
-        &["--config", cfg.to_str().unwrap()],
-        &env_refs(&env),
+        "role-arn = \"arn:aws:iam::123456789012:role/missing\"\n",
     );
     let out = client(dir.path(), &["disassociate"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

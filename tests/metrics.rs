@@ -4,7 +4,6 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use support::*;
 
@@ -69,15 +68,7 @@ fn metrics_parse_with_prometheus_client_and_count_what_happened() {
             "127.0.0.1:0",
         ],
     );
-    assert!(d.wait_for_log("serving metrics", Duration::from_secs(5)));
-    let line = d
-        .log()
-        .lines()
-        .find(|l| l.contains("serving metrics"))
-        .unwrap()
-        .to_owned();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let metrics_addr: std::net::SocketAddr = v["fields"]["addr"].as_str().unwrap().parse().unwrap();
+    let metrics_addr = d.logged_addr("serving metrics");
 
     fetch_credentials(d.addr);
     fetch_credentials(d.addr);
@@ -136,15 +127,7 @@ fn without_a_role_the_expiry_gauge_is_zero() {
         dir.path(),
         &["--issuer", "local", "--metrics-listen", "127.0.0.1:0"],
     );
-    assert!(d.wait_for_log("serving metrics", Duration::from_secs(5)));
-    let line = d
-        .log()
-        .lines()
-        .find(|l| l.contains("serving metrics"))
-        .unwrap()
-        .to_owned();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let addr: std::net::SocketAddr = v["fields"]["addr"].as_str().unwrap().parse().unwrap();
+    let addr = d.logged_addr("serving metrics");
     let m = parse_with_prometheus_client(&request(addr, "GET", "/metrics", &[]).body);
     assert_eq!(value(&m, "hostrole_credentials_expiry_seconds", &[]), 0.0);
     assert_eq!(value(&m, "hostrole_sts_calls_total", &[]), 0.0);

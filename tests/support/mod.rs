@@ -131,6 +131,34 @@ impl Daemon {
         false
     }
 
+    /// The address logged (as field `addr`) by the first line with `message`,
+    /// waiting for it at most 5 s.
+    pub fn logged_addr(&self, message: &str) -> SocketAddr {
+        let needle = format!("\"message\":\"{message}\"");
+        assert!(
+            self.wait_for_log(&needle, Duration::from_secs(5)),
+            "no {message:?} in:\n{}",
+            self.log()
+        );
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains(&needle)).unwrap();
+        json_field(line, "addr")
+            .expect("addr field")
+            .parse()
+            .expect("an address")
+    }
+
+    /// Stops the daemon cleanly (asserting exit 0) and starts it again on the
+    /// same address with `args`.
+    pub fn restart(self, state_dir: &Path, args: &[&str]) -> Daemon {
+        let addr = self.addr.to_string();
+        let (status, log) = self.stop();
+        assert!(status.success(), "{status:?}\n{log}");
+        let mut again = args.to_vec();
+        again.extend(["--listen", &addr]);
+        start_daemon(state_dir, &again)
+    }
+
     /// Sends SIGTERM and waits (at most 15 s) for the exit.
     pub fn stop(mut self) -> (ExitStatus, String) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
