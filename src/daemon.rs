@@ -234,8 +234,13 @@ pub async fn run(
             path: settings.control_socket.clone(),
             source,
         })?;
+    let (refresher_stop, refresher_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (snapshots, refresher, refresher_task) =
-        refresh::spawn(source, association, clock.clone(), stopped());
+        refresh::spawn(source, association, clock.clone(), async move {
+            // Stops only after the server has drained, so that requests
+            // accepted before SIGTERM are still answered with credentials.
+            let _ = refresher_stop_rx.await;
+        });
     let control = Arc::new(Control {
         refresher: refresher.clone(),
         snapshots: snapshots.clone(),
@@ -286,6 +291,7 @@ pub async fn run(
         stopped(),
     ));
     server::run(listeners, app, stopped()).await;
+    let _ = refresher_stop.send(());
     let _ = refresher_task.await;
     let _ = control_task.await;
     let _ = std::fs::remove_file(&settings.control_socket);

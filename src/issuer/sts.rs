@@ -182,6 +182,17 @@ const FATAL_CODES: &[&str] = &[
     "InvalidParameterValue",
 ];
 
+/// 4xx codes that a later attempt can get past: the base credentials'
+/// session expired (their provider refreshes them), the request was signed
+/// with a skewed clock, the identity provider was unreachable.
+const TRANSIENT_CLIENT_CODES: &[&str] = &[
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "RequestTimeout",
+    "IDPCommunicationError",
+];
+
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -205,7 +216,7 @@ where
             let text = format!("STS AssumeRole failed: HTTP {status} {code}: {message}");
             if THROTTLING_CODES.contains(&code) || status == 429 {
                 FetchError::throttled(text)
-            } else if status >= 500 {
+            } else if status >= 500 || TRANSIENT_CLIENT_CODES.contains(&code) {
                 FetchError::transient(text)
             } else if FATAL_CODES.contains(&code) || (400..500).contains(&status) {
                 FetchError::fatal(text)
@@ -233,5 +244,55 @@ impl CredentialSource for StsIssuer {
 
     fn fetch<'a>(&'a self, association: &'a Association) -> FetchFuture<'a> {
         Box::pin(self.assume(association))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use crate::issuer::FailureKind;
+
+    fn service_error(status: u16, code: &str) -> FetchError {
+        let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        let err =
+            AssumeRoleError::generic(ErrorMetadata::builder().code(code).message("why").build());
+        classify(SdkError::service_error(err, raw))
+    }
+
+    #[test]
+    fn sts_errors_are_classified_for_the_refresher() {
+        for (status, code, kind) in [
+            (403, "AccessDenied", FailureKind::Fatal),
+            (403, "InvalidClientTokenId", FailureKind::Fatal),
+            (400, "ValidationError", FailureKind::Fatal),
+            (404, "NoSuchEntity", FailureKind::Fatal),
+            (400, "Throttling", FailureKind::Throttled),
+            (429, "", FailureKind::Throttled),
+            (500, "InternalFailure", FailureKind::Transient),
+            (503, "ServiceUnavailable", FailureKind::Transient),
+            (400, "ExpiredToken", FailureKind::Transient),
+            (400, "RequestExpired", FailureKind::Transient),
+            (400, "IDPCommunicationError", FailureKind::Transient),
+        ] {
+            let e = service_error(status, code);
+            assert_eq!(e.kind, kind, "{status} {code}");
+            assert!(e.message.contains(&status.to_string()), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn network_failures_and_timeouts_are_transient() {
+        let timeout: SdkError<AssumeRoleError, HttpResponse> =
+            SdkError::timeout_error("took too long");
+        assert_eq!(classify(timeout).kind, FailureKind::Transient);
+        let dispatch: SdkError<AssumeRoleError, HttpResponse> = SdkError::dispatch_failure(
+            aws_smithy_runtime_api::client::result::ConnectorError::io("connection refused".into()),
+        );
+        assert_eq!(classify(dispatch).kind, FailureKind::Transient);
     }
 }
