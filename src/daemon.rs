@@ -34,6 +34,11 @@ use std::time::Duration;
 
 /// Region used by the local issuer when none is configured anywhere.
 pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
+/// How long the daemon waits for the first credentials before it starts
+/// accepting requests: short enough that a client that triggered a
+/// socket-activated start still gets its token well within the Go SDK's
+/// 500 ms header timeout; long enough for the local issuer and a fast STS.
+pub const PREFETCH_GRACE: Duration = Duration::from_millis(300);
 /// Upper bound on one STS call.
 pub const STS_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -259,6 +264,14 @@ pub async fn run(
             control,
             stopped(),
         ));
+    }
+    if snapshots.borrow().association.is_some() {
+        let mut first = snapshots.clone();
+        let _ = tokio::time::timeout(
+            PREFETCH_GRACE,
+            first.wait_for(|s| s.served.is_some() || s.last_error.is_some()),
+        )
+        .await;
     }
     let app = Arc::new(App {
         endpoint: Endpoint {

@@ -369,3 +369,50 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
     assert_eq!(o.status.code(), Some(0), "{}\n{uncommented}", stderr(&o));
     assert!(text.contains("#admin-group = ") && text.contains("#revoke-sessions = "));
 }
+
+#[test]
+fn a_silent_sts_does_not_hold_up_serving() {
+    // An STS endpoint that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let dir = temp_dir();
+    let home = dir.path().display().to_string();
+    let none = dir.path().join("none").display().to_string();
+    let started = std::time::Instant::now();
+    let d = start_daemon_env(
+        dir.path(),
+        &[
+            "--issuer",
+            "sts",
+            "--region",
+            "us-east-1",
+            "--sts-endpoint",
+            &endpoint,
+            "--role-arn",
+            ROLE_ARN,
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("HOME", &home),
+            ("AWS_CONFIG_FILE", &none),
+            ("AWS_SHARED_CREDENTIALS_FILE", &none),
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "serving without waiting on STS"
+    );
+    // Tokens are served at once; credentials are not (there are none yet).
+    let t = token(d.addr, 60);
+    assert_eq!(
+        get(
+            d.addr,
+            "/latest/meta-data/iam/security-credentials/demo",
+            &t
+        )
+        .status,
+        404
+    );
+    drop(silent);
+}
