@@ -376,10 +376,8 @@ fn a_silent_sts_does_not_hold_up_serving() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", silent.local_addr().unwrap());
     let dir = temp_dir();
-    let home = dir.path().display().to_string();
-    let none = dir.path().join("none").display().to_string();
     let started = std::time::Instant::now();
-    let d = start_daemon_env(
+    let d = start_daemon_with_base_credentials(
         dir.path(),
         &[
             "--issuer",
@@ -390,13 +388,6 @@ fn a_silent_sts_does_not_hold_up_serving() {
             &endpoint,
             "--role-arn",
             ROLE_ARN,
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("HOME", &home),
-            ("AWS_CONFIG_FILE", &none),
-            ("AWS_SHARED_CREDENTIALS_FILE", &none),
         ],
     );
     assert!(

@@ -102,31 +102,12 @@ async fn create_role(moto: &Moto, name: &str) {
         .expect("create the role in moto's IAM");
 }
 
-/// Environment for the daemon: base credentials for moto and nothing else.
-fn base_env(home: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", TEST_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY", TEST_KEY.into()),
-        ("HOME", home.display().to_string()),
-        ("AWS_CONFIG_FILE", home.join("none").display().to_string()),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            home.join("none").display().to_string(),
-        ),
-    ]
-}
-
-fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_assumed_at_moto_and_served_by_the_daemon_work_for_a_real_call() {
     let moto = start_moto();
     create_role(&moto, "demo").await;
     let dir = temp_dir();
-    let env = base_env(dir.path());
-    let d = start_daemon_env(
+    let d = start_daemon_with_base_credentials(
         dir.path(),
         &[
             "--issuer",
@@ -140,7 +121,6 @@ async fn keys_assumed_at_moto_and_served_by_the_daemon_work_for_a_real_call() {
             "--session-name",
             "ci-test",
         ],
-        &env_refs(&env),
     );
     assert!(
         d.wait_for_log("credentials refreshed", Duration::from_secs(20)),
@@ -189,8 +169,7 @@ fn start_revoking_daemon(moto: &Moto, dir: &std::path::Path, extra: &str) -> Dae
         ),
     )
     .unwrap();
-    let env = base_env(dir);
-    start_daemon_env(dir, &["--config", cfg.to_str().unwrap()], &env_refs(&env))
+    start_daemon_with_base_credentials(dir, &["--config", cfg.to_str().unwrap()])
 }
 
 fn percent_decode(s: &str) -> String {

@@ -405,9 +405,7 @@ fn associate_waits_for_the_first_credentials_and_says_when_sts_fails() {
         .local_addr()
         .unwrap();
     let endpoint = format!("http://{closed}");
-    let home = dir.path().display().to_string();
-    let none = dir.path().join("none").display().to_string();
-    let d = start_daemon_env(
+    let d = start_daemon_with_base_credentials(
         dir.path(),
         &[
             "--issuer",
@@ -416,13 +414,6 @@ fn associate_waits_for_the_first_credentials_and_says_when_sts_fails() {
             "us-east-1",
             "--sts-endpoint",
             &endpoint,
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("HOME", &home),
-            ("AWS_CONFIG_FILE", &none),
-            ("AWS_SHARED_CREDENTIALS_FILE", &none),
         ],
     );
     let started = Instant::now();

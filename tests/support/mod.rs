@@ -82,6 +82,24 @@ pub fn start_daemon_env(state_dir: &Path, args: &[&str], env: &[(&str, &str)]) -
     Daemon { child, addr, log }
 }
 
+/// Starts the daemon with base credentials for a test STS (`testing` /
+/// `testing`) and none of the user's AWS config or credentials files.
+pub fn start_daemon_with_base_credentials(state_dir: &Path, args: &[&str]) -> Daemon {
+    let home = state_dir.display().to_string();
+    let none = state_dir.join("none").display().to_string();
+    start_daemon_env(
+        state_dir,
+        args,
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("HOME", &home),
+            ("AWS_CONFIG_FILE", &none),
+            ("AWS_SHARED_CREDENTIALS_FILE", &none),
+        ],
+    )
+}
+
 /// The control socket test daemons use: inside their state directory.
 pub fn control_socket(state_dir: &Path) -> PathBuf {
     state_dir.join("control.sock")
