@@ -148,7 +148,8 @@ http {{
         except OSError:
             pass
         time.sleep(0.02)
-    raise SystemExit("nginx did not start")
+    stop(proc)
+    raise SystemExit(f"nginx did not start; see {workdir}/error.log")
 
 
 def nginx_rss_kib(master):
@@ -262,6 +263,34 @@ def version(cmd):
         return "?"
 
 
+def load_runs(workdir, hostrole, hport, nginx, nport, tok, results):
+    """The wrk runs against both servers; also samples hostrole's memory."""
+    report = wrk_script(workdir, None)
+    sdk = wrk_script(workdir, "wrk-sdk-pattern.lua")
+    paced = wrk_script(workdir, "wrk-paced.lua")
+    runs = {}
+    for conns in CONNECTIONS:
+        for name, port in (("hostrole", hport), ("nginx", nport)):
+            runs[("a", conns, name)] = wrk(port, conns, report, [f"X-aws-ec2-metadata-token: {tok}"])
+        if conns == 256:
+            results["rss_load_kib"] = rss_kib(hostrole.pid)
+            results["rss_peak_kib"] = rss_kib(hostrole.pid, "VmHWM")
+            results["nginx_rss_load_kib"] = nginx_rss_kib(nginx)
+        for name, port in (("hostrole", hport), ("nginx", nport)):
+            runs[("b", conns, name)] = wrk(port, conns, sdk)
+        if conns == 16:
+            for name, port in (("hostrole", hport), ("nginx", nport)):
+                runs[("paced", conns, name)] = wrk(port, conns, paced, [f"X-aws-ec2-metadata-token: {tok}"])
+        for pattern in ("a", "b", "paced"):
+            if (pattern, conns, "hostrole") not in runs:
+                continue
+            h, n = runs[(pattern, conns, "hostrole")], runs[(pattern, conns, "nginx")]
+            print(f"({pattern}) {conns:>3} conns: hostrole {h['rps']:>9.0f} req/s p99 {h['percentiles']['99']:>6} us"
+                  f" | nginx {n['rps']:>9.0f} req/s p99 {n['percentiles']['99']:>6} us"
+                  f" | ratio {h['rps'] / n['rps']:.2f}")
+    return runs
+
+
 def main():
     workdir = tempfile.mkdtemp(prefix="hostrole-bench-")
     results = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -276,50 +305,32 @@ def main():
         port = free_port()
         t0 = time.monotonic()
         p = start_hostrole(state, port, ["--issuer", "local", "--role-arn", ROLE])
-        wait_for_credentials(port)
-        startups.append((time.monotonic() - t0) * 1000)
-        stop(p)
+        try:
+            wait_for_credentials(port)
+            startups.append((time.monotonic() - t0) * 1000)
+        finally:
+            stop(p)
     results["startup_ms"] = statistics.median(startups)
     print(f"start-up to first credential: {results['startup_ms']:.1f} ms (median of 7)")
 
     state = tempfile.mkdtemp(dir=workdir)
     hport = free_port()
     hostrole = start_hostrole(state, hport, ["--issuer", "local", "--role-arn", ROLE])
-    doc = json.dumps(wait_for_credentials(hport), indent=2)
-    tok = token(hport)
-    time.sleep(0.5)
-    results["rss_idle_kib"] = rss_kib(hostrole.pid)
-    nport = free_port()
-    nginx = start_nginx(workdir, nport, doc)
-    results["nginx_rss_idle_kib"] = nginx_rss_kib(nginx)
-
-    report = wrk_script(workdir, None)
-    sdk = wrk_script(workdir, "wrk-sdk-pattern.lua")
-    paced = wrk_script(workdir, "wrk-paced.lua")
-    runs = {}
+    nginx = None
     try:
-        for conns in CONNECTIONS:
-            for name, port in (("hostrole", hport), ("nginx", nport)):
-                runs[("a", conns, name)] = wrk(port, conns, report, [f"X-aws-ec2-metadata-token: {tok}"])
-            if conns == 256:
-                results["rss_load_kib"] = rss_kib(hostrole.pid)
-                results["rss_peak_kib"] = rss_kib(hostrole.pid, "VmHWM")
-                results["nginx_rss_load_kib"] = nginx_rss_kib(nginx)
-            for name, port in (("hostrole", hport), ("nginx", nport)):
-                runs[("b", conns, name)] = wrk(port, conns, sdk)
-            if conns == 16:
-                for name, port in (("hostrole", hport), ("nginx", nport)):
-                    runs[("paced", conns, name)] = wrk(port, conns, paced, [f"X-aws-ec2-metadata-token: {tok}"])
-            for pattern in ("a", "b", "paced"):
-                if (pattern, conns, "hostrole") not in runs:
-                    continue
-                h, n = runs[(pattern, conns, "hostrole")], runs[(pattern, conns, "nginx")]
-                print(f"({pattern}) {conns:>3} conns: hostrole {h['rps']:>9.0f} req/s p99 {h['percentiles']['99']:>6} us"
-                      f" | nginx {n['rps']:>9.0f} req/s p99 {n['percentiles']['99']:>6} us"
-                      f" | ratio {h['rps'] / n['rps']:.2f}")
+        doc = json.dumps(wait_for_credentials(hport), indent=2)
+        tok = token(hport)
+        time.sleep(0.5)
+        results["rss_idle_kib"] = rss_kib(hostrole.pid)
+        nport = free_port()
+        nginx = start_nginx(workdir, nport, doc)
+        results["nginx_rss_idle_kib"] = nginx_rss_kib(nginx)
+        runs = load_runs(workdir, hostrole, hport, nginx, nport, tok, results)
     finally:
         stop(hostrole)
-        stop(nginx)
+        if nginx is not None:
+            stop(nginx)
+
     results["runs"] = {f"{p}/{c}/{n}": v for (p, c, n), v in runs.items()}
 
     results["sts"] = sts_economy(workdir)
