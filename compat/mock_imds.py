@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Throwaway IMDSv2 mock for testing compat/check without the real daemon.
+"""Throwaway IMDSv2 mock for testing compat/matrix --endpoint without the real daemon.
 
 Usage: compat/mock_imds.py [--listen 127.0.0.1:1338] [--role demo] [--allow-v1]
-Serves only what the AWS default credential chains and compat/check ask for.
+Serves only what the AWS default credential chains and compat/matrix --endpoint ask for.
 Loopback only; prints "listening on http://HOST:PORT" once ready.
 """
 import argparse
@@ -121,7 +121,7 @@ def main():
     p.add_argument("--allow-v1", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--fault", choices=["no-ttl-header", "offset-times", "expired"],
-                   help="misbehave on purpose, to see that compat/check notices")
+                   help="misbehave on purpose, to see that compat/matrix --endpoint notices")
     ARGS = p.parse_args()
     host, port = ARGS.listen.rsplit(":", 1)
     if not host.startswith("127.") and host not in ("localhost", "::1"):
