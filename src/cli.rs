@@ -45,7 +45,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the metadata endpoint.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Give this host a role (fails if it has one: use replace).
     Associate(RoleArgs),
     /// Swap the host's role for another, atomically.
@@ -137,6 +137,15 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics on this address [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<String>,
+    /// IP TTL / IPv6 hop limit of token responses [default: 1].
+    #[arg(long, value_name = "N")]
+    pub hop_limit: Option<u32>,
+    /// Only this local user may read credentials (repeatable; uid).
+    #[arg(long = "allowed-uid", value_name = "UID")]
+    pub allowed_uids: Vec<u32>,
+    /// Only members of this group may read credentials (repeatable; gid).
+    #[arg(long = "allowed-gid", value_name = "GID")]
+    pub allowed_gids: Vec<u32>,
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -162,6 +171,9 @@ impl ServeArgs {
             state_dir: self.state_dir.clone(),
             control_socket: self.control_socket.clone(),
             metrics_listen: self.metrics_listen.clone(),
+            hop_limit: self.hop_limit,
+            allowed_uids: (!self.allowed_uids.is_empty()).then(|| self.allowed_uids.clone()),
+            allowed_gids: (!self.allowed_gids.is_empty()).then(|| self.allowed_gids.clone()),
             // Set in the config file only.
             admin_group: None,
             revoke_sessions: None,
@@ -204,7 +216,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Associate(args) => change(
             control::Request::Associate(args.role_request()),
             &args.client,

@@ -26,6 +26,9 @@ pub const MIN_STS_SESSION_SECONDS: u64 = 900;
 pub const MAX_SESSION_SECONDS: u64 = 43_200;
 /// Shortest session the local issuer mints (short ones help testing).
 pub const MIN_LOCAL_SESSION_SECONDS: u64 = 60;
+/// IP TTL of token responses when not configured: as on EC2, a token does
+/// not cross a router (a container behind a bridge cannot get one).
+pub const DEFAULT_HOP_LIMIT: u8 = 1;
 /// State directory for a root daemon.
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/hostrole";
 
@@ -86,6 +89,12 @@ pub struct FileConfig {
     pub iam_endpoint: Option<String>,
     /// Where to serve Prometheus metrics (off when absent).
     pub metrics_listen: Option<String>,
+    /// IP TTL / IPv6 hop limit of token responses.
+    pub hop_limit: Option<u32>,
+    /// Local users allowed to read credentials (everyone when neither list is set).
+    pub allowed_uids: Option<Vec<u32>>,
+    /// Local groups allowed to read credentials.
+    pub allowed_gids: Option<Vec<u32>>,
 }
 
 /// The validated settings the daemon runs with.
@@ -119,6 +128,10 @@ pub struct Settings {
     pub iam_endpoint: Option<String>,
     /// Prometheus metrics listener, if enabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// IP TTL / IPv6 hop limit of token responses (EC2's default is 1).
+    pub hop_limit: u8,
+    /// Who may read credentials, when restricted.
+    pub access: Option<crate::access::AllowList>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -361,8 +374,23 @@ pub fn resolve(
         },
     };
 
+    let hop_limit = flags
+        .hop_limit
+        .or(file.hop_limit)
+        .unwrap_or(DEFAULT_HOP_LIMIT.into());
+    let hop_limit = u8::try_from(hop_limit)
+        .ok()
+        .filter(|h| *h >= 1)
+        .ok_or_else(|| invalid(format!("hop-limit: {hop_limit} is out of range 1..=255")))?;
+    let uids = flags.allowed_uids.or(file.allowed_uids).unwrap_or_default();
+    let gids = flags.allowed_gids.or(file.allowed_gids).unwrap_or_default();
+    let access =
+        (!uids.is_empty() || !gids.is_empty()).then(|| crate::access::AllowList::new(uids, gids));
+
     Ok(Settings {
         listen,
+        hop_limit,
+        access,
         association,
         session_duration: Duration::from_secs(session_seconds),
         issuer,

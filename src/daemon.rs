@@ -169,6 +169,20 @@ pub async fn credential_source(
     })
 }
 
+/// Keeps the credentials this process holds out of core dumps and away from
+/// other processes of the same user: no core file (`RLIMIT_CORE` 0), and not
+/// dumpable, which also makes `/proc/<pid>/{mem,environ,…}` and ptrace
+/// root-only. Failure is logged, not fatal: the service unit sets the same.
+pub fn protect_memory() {
+    use nix::sys::resource::{setrlimit, Resource};
+    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        tracing::warn!(error = %e, "cannot disable core dumps (RLIMIT_CORE)");
+    }
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot mark the process not dumpable (PR_SET_DUMPABLE)");
+    }
+}
+
 /// Re-reads the configuration (for SIGHUP).
 pub type Reload = Box<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
 
@@ -178,6 +192,7 @@ pub async fn run(
     reload: Option<Reload>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    protect_memory();
     let clock: SharedClock = Arc::new(SystemClock);
     prepare_state_dir(&settings.state_dir)?;
     let _lock = state::lock(&settings.state_dir)?;
@@ -283,6 +298,8 @@ pub async fn run(
         snapshots,
         refresher,
         metrics: metrics.clone(),
+        hop_limit: settings.hop_limit,
+        access: settings.access.clone(),
     });
     tokio::spawn(async move {
         shutdown.await;

@@ -77,6 +77,11 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     r
 }
 
+/// The answer to a caller who may not read credentials.
+pub fn forbidden() -> Response<Bytes> {
+    status_only(StatusCode::FORBIDDEN)
+}
+
 fn status_only(status: StatusCode) -> Response<Bytes> {
     let body = match status {
         StatusCode::BAD_REQUEST => "Bad Request",

@@ -9,7 +9,10 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,10 +22,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+use crate::access::{AllowList, Caller};
 use crate::imds::{handle, Endpoint, Peer};
 use crate::metrics::Metrics;
 use crate::refresh::{RefresherHandle, Snapshot};
@@ -49,16 +53,84 @@ pub struct App {
     pub refresher: RefresherHandle,
     /// Request, token and connection metrics.
     pub metrics: Arc<Metrics>,
+    /// IP TTL / IPv6 hop limit of token responses.
+    pub hop_limit: u8,
+    /// Who may read credentials, when restricted.
+    pub access: Option<AllowList>,
+}
+
+/// What one connection knows about itself.
+#[derive(Debug)]
+pub struct Conn {
+    /// The caller's address.
+    pub peer: Peer,
+    /// Our address on this connection.
+    pub local: Option<SocketAddr>,
+    /// The TTL the next response is to be written with (0: leave as is).
+    ttl: Arc<AtomicU32>,
+    /// The system's TTL for this socket, restored after a token response.
+    default_ttl: u32,
+    /// The owner of the caller's socket, looked up once, when first needed.
+    caller: OnceLock<Option<Caller>>,
+}
+
+impl Conn {
+    /// A connection from `peer` to `local` with no TTL control (tests).
+    pub fn new(peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Self {
+        Self {
+            peer: Peer { addr: peer },
+            local,
+            ttl: Arc::new(AtomicU32::new(0)),
+            default_ttl: 0,
+            caller: OnceLock::new(),
+        }
+    }
+
+    fn caller(&self) -> Option<Caller> {
+        *self
+            .caller
+            .get_or_init(|| match (self.peer.addr, self.local) {
+                (Some(peer), Some(local)) => crate::access::caller(peer, local),
+                _ => None,
+            })
+    }
 }
 
 impl App {
     /// Answers one request.
-    pub fn respond<B>(&self, req: &Request<B>, peer: &Peer) -> Response<Full<Bytes>> {
+    pub fn respond<B>(&self, req: &Request<B>, conn: &Conn) -> Response<Full<Bytes>> {
+        let peer = &conn.peer;
         let snapshot = self.snapshots.borrow().clone();
-        let reply = handle(req, &snapshot, &self.endpoint, peer);
+        let mut reply = handle(req, &snapshot, &self.endpoint, peer);
+        drop(snapshot);
         if reply.stale {
             self.refresher.wake();
         }
+        if reply.route.starts_with("credentials") {
+            if let Some(list) = &self.access {
+                let caller = conn.caller();
+                if !caller.is_some_and(|c| list.allows(c.uid)) {
+                    let pid = caller.and_then(|c| crate::access::pid_of_socket(c.inode));
+                    tracing::warn!(
+                        peer = ?peer.addr,
+                        uid = caller.map(|c| c.uid),
+                        pid,
+                        route = reply.route,
+                        "credentials refused: caller not in allowed-uids/allowed-gids"
+                    );
+                    reply.response = crate::imds::forbidden();
+                }
+            }
+        }
+        // A token response leaves with the configured hop limit, as on EC2;
+        // every other response with the system's TTL.
+        let token_issued = reply.route == "token" && reply.response.status().is_success();
+        let ttl = if token_issued {
+            u32::from(self.hop_limit)
+        } else {
+            conn.default_ttl
+        };
+        conn.ttl.store(ttl, Ordering::Relaxed);
         self.metrics
             .observe_request(reply.route, reply.response.status().as_u16());
         tracing::debug!(
@@ -183,10 +255,17 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let open = app.metrics.connection_opened();
-        let peer = Peer { addr: Some(addr) };
+        let stream = HopLimited::new(stream);
+        let conn_info = Arc::new(Conn {
+            peer: Peer { addr: Some(addr) },
+            local: stream.inner.local_addr().ok(),
+            ttl: stream.want.clone(),
+            default_ttl: stream.applied,
+            caller: OnceLock::new(),
+        });
         let app = app.clone();
         let service = service_fn(move |req: Request<Incoming>| {
-            let response = app.respond(&req, &peer);
+            let response = app.respond(&req, &conn_info);
             async move { Ok::<_, Infallible>(response) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -198,5 +277,99 @@ async fn accept_loop(
             drop(open);
             drop(permit);
         });
+    }
+}
+
+/// A connection whose IP TTL (IPv6 hop limit) can be changed between
+/// responses: the handler stores the TTL the next response needs, and it is
+/// set on the socket just before that response's first byte is written.
+struct HopLimited {
+    inner: TcpStream,
+    want: Arc<AtomicU32>,
+    applied: u32,
+}
+
+impl HopLimited {
+    fn new(inner: TcpStream) -> Self {
+        let applied = socket_ttl(&inner).unwrap_or(0);
+        Self {
+            inner,
+            want: Arc::new(AtomicU32::new(applied)),
+            applied,
+        }
+    }
+
+    fn apply_ttl(&mut self) {
+        let want = self.want.load(Ordering::Relaxed);
+        if want == 0 || want == self.applied {
+            return;
+        }
+        match set_socket_ttl(&self.inner, want) {
+            Ok(()) => self.applied = want,
+            Err(e) => tracing::warn!(error = %e, ttl = want, "cannot set the IP TTL"),
+        }
+    }
+}
+
+fn socket_ttl(s: &TcpStream) -> io::Result<u32> {
+    let sock = socket2::SockRef::from(s);
+    match s.local_addr()? {
+        SocketAddr::V4(_) => sock.ttl_v4(),
+        SocketAddr::V6(_) => sock.unicast_hops_v6(),
+    }
+}
+
+fn set_socket_ttl(s: &TcpStream, ttl: u32) -> io::Result<()> {
+    let sock = socket2::SockRef::from(s);
+    match s.local_addr()? {
+        SocketAddr::V4(_) => sock.set_ttl_v4(ttl),
+        SocketAddr::V6(_) => {
+            sock.set_unicast_hops_v6(ttl)?;
+            // A v4 client of a dual-stack listener: its packets use IP_TTL.
+            let _ = sock.set_ttl_v4(ttl);
+            Ok(())
+        }
+    }
+}
+
+impl AsyncRead for HopLimited {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for HopLimited {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.apply_ttl();
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.apply_ttl();
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

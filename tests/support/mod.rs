@@ -29,7 +29,26 @@ pub fn start_daemon(state_dir: &Path, args: &[&str]) -> Daemon {
 
 /// As [`start_daemon`], with extra environment variables.
 pub fn start_daemon_env(state_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostrole"));
+    start_daemon_wrapped(&[], state_dir, args, env)
+}
+
+/// As [`start_daemon_env`], with the daemon run through a wrapper command
+/// such as `ip netns exec NAME` or `setpriv --reuid 65534` (which exec it, so
+/// the pid is the daemon's).
+pub fn start_daemon_wrapped(
+    wrapper: &[&str],
+    state_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Daemon {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_hostrole"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_hostrole")),
+    };
     cmd.arg("serve")
         .arg("--state-dir")
         .arg(state_dir)

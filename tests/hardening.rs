@@ -1,0 +1,376 @@
+//! Hostile or unexpected callers, for real: the hop limit across a router
+//! made of network namespaces, the uid/gid allow-list with two real users,
+//! and the process's own protection of the secrets it holds.
+
+mod support;
+
+use std::os::unix::fs::{chown, MetadataExt};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const NOBODY: u32 = 65534;
+
+fn run(cmd: &[&str]) -> Output {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Three network namespaces: a host running hostrole, a router, and a
+/// "container" behind the router. Deleted on drop.
+struct Lab {
+    host: String,
+    router: String,
+    container: String,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let id = format!("{}-{}", std::process::id(), tag);
+        let lab = Lab {
+            host: format!("hr-host-{id}"),
+            router: format!("hr-rtr-{id}"),
+            container: format!("hr-ctr-{id}"),
+        };
+        for ns in [&lab.host, &lab.router, &lab.container] {
+            run(&["ip", "netns", "add", ns]);
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        let (h, r, c) = (&lab.host, &lab.router, &lab.container);
+        // Link names are created inside the namespaces, so they never clash
+        // with the machine's or another test's.
+        run(&[
+            "ip", "-n", h, "link", "add", "eth0", "type", "veth", "peer", "name", "toh", "netns", r,
+        ]);
+        run(&[
+            "ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "toc", "netns", r,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (h, "eth0", "10.200.1.1/24", "fd00:200:1::1/64"),
+            (r, "toh", "10.200.1.2/24", "fd00:200:1::2/64"),
+            (r, "toc", "10.200.2.1/24", "fd00:200:2::1/64"),
+            (c, "eth0", "10.200.2.2/24", "fd00:200:2::2/64"),
+        ] {
+            run(&["ip", "-n", ns, "addr", "add", v4, "dev", dev]);
+            run(&["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        run(&[
+            "ip",
+            "-n",
+            h,
+            "route",
+            "add",
+            "10.200.2.0/24",
+            "via",
+            "10.200.1.2",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            h,
+            "-6",
+            "route",
+            "add",
+            "fd00:200:2::/64",
+            "via",
+            "fd00:200:1::2",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            c,
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.200.2.1",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            c,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:200:2::1",
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            r,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            r,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+        lab
+    }
+
+    /// `curl` inside `ns`: (exit code, HTTP status, body).
+    fn curl(&self, ns: &str, args: &[&str]) -> (i32, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-sS", "--noproxy", "*"])
+            .args(["--max-time", "3", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let code = text.rsplit('\n').next().unwrap_or("").to_owned();
+        (out.status.code().unwrap_or(-1), code)
+    }
+
+    fn token_put(&self, ns: &str, base: &str) -> (i32, String) {
+        self.curl(
+            ns,
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                "X-aws-ec2-metadata-token-ttl-seconds: 60",
+                &format!("{base}/latest/api/token"),
+            ],
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.host, &self.router, &self.container] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn daemon_in_lab(lab: &Lab, dir: &std::path::Path, hop_limit: &str) -> Daemon {
+    start_daemon_wrapped(
+        &["ip", "netns", "exec", &lab.host],
+        dir,
+        &[
+            "--issuer",
+            "local",
+            "--role-arn",
+            ROLE_ARN,
+            "--imds-v1",
+            "allowed",
+            "--listen",
+            "10.200.1.1:1338",
+            "--listen",
+            "[fd00:200:1::1]:1338",
+            "--hop-limit",
+            hop_limit,
+        ],
+        &[],
+    )
+}
+
+const V4: &str = "http://10.200.1.1:1338";
+const V6: &str = "http://[fd00:200:1::1]:1338";
+
+#[test]
+fn with_hop_limit_1_a_container_behind_a_router_gets_no_token_and_with_2_it_does() {
+    let lab = Lab::new("hop");
+    let dir = temp_dir();
+    let d = daemon_in_lab(&lab, dir.path(), "1");
+    for base in [V4, V6] {
+        // The host itself gets a token: no router in between.
+        assert_eq!(
+            lab.token_put(&lab.host, base).1,
+            "200",
+            "{base} on the host"
+        );
+        // Other responses cross the router: the network works.
+        let (rc, code) = lab.curl(
+            &lab.container,
+            &[&format!("{base}/latest/meta-data/instance-id")],
+        );
+        assert_eq!(
+            (rc, code.as_str()),
+            (0, "200"),
+            "{base} GET from the container"
+        );
+        // The token's response dies at the router (TTL 1 - 1 = 0): curl times out.
+        let started = Instant::now();
+        let (rc, code) = lab.token_put(&lab.container, base);
+        assert_eq!(rc, 28, "{base}: expected a timeout, got HTTP {code}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // A later response on a new connection has the system TTL again.
+        let (rc, code) = lab.curl(
+            &lab.container,
+            &[&format!("{base}/latest/meta-data/instance-id")],
+        );
+        assert_eq!(
+            (rc, code.as_str()),
+            (0, "200"),
+            "{base} GET after the refused token"
+        );
+    }
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+
+    let d = daemon_in_lab(&lab, dir.path(), "2");
+    for base in [V4, V6] {
+        assert_eq!(
+            lab.token_put(&lab.container, base),
+            (0, "200".to_owned()),
+            "{base} with hop-limit 2"
+        );
+    }
+    drop(d);
+}
+
+#[test]
+fn a_hop_limit_out_of_range_is_a_config_error() {
+    let dir = temp_dir();
+    for bad in ["0", "256"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hostrole"))
+            .args([
+                "serve",
+                "--issuer",
+                "local",
+                "--check-config",
+                "--hop-limit",
+                bad,
+            ])
+            .arg("--state-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "hop-limit {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("hop-limit"), "{err}");
+    }
+}
+
+/// `curl` as `uid` (and its primary gid, no other groups) on loopback.
+fn curl_as(uid: u32, url: &str, token: &str) -> String {
+    let mut cmd = Command::new("setpriv");
+    if uid != 0 {
+        cmd.args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+        ]);
+    }
+    let out = cmd
+        .args(["curl", "-sS", "--noproxy", "*", "--max-time", "5"])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("X-aws-ec2-metadata-token: {token}"))
+        .arg(url)
+        .output()
+        .expect("setpriv curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn allow_list_daemon(dir: &std::path::Path, allow: &[&str]) -> (Daemon, String) {
+    let mut args = vec!["--issuer", "local", "--role-arn", ROLE_ARN];
+    args.extend_from_slice(allow);
+    let d = start_daemon(dir, &args);
+    let t = token(d.addr, 60);
+    (d, t)
+}
+
+#[test]
+fn allowed_uids_let_only_the_listed_user_read_credentials() {
+    let dir = temp_dir();
+    let (d, t) = allow_list_daemon(dir.path(), &["--allowed-uid", "0"]);
+    let creds = format!("{}/latest/meta-data/iam/security-credentials/demo", d.url());
+    let list = format!("{}/latest/meta-data/iam/security-credentials/", d.url());
+    let other = format!("{}/latest/meta-data/instance-id", d.url());
+    assert_eq!(curl_as(0, &creds, &t), "200");
+    assert_eq!(curl_as(0, &list, &t), "200");
+    assert_eq!(curl_as(NOBODY, &creds, &t), "403");
+    assert_eq!(curl_as(NOBODY, &list, &t), "403");
+    // Only credential paths are restricted.
+    assert_eq!(curl_as(NOBODY, &other, &t), "200");
+    // The refusal names the user and the process.
+    assert!(d.wait_for_log("credentials refused", Duration::from_secs(5)));
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("credentials refused"))
+        .unwrap();
+    assert!(line.contains(&format!("\"uid\":{NOBODY}")), "{line}");
+    assert!(line.contains("\"pid\":"), "{line}");
+}
+
+#[test]
+fn allowed_gids_let_members_of_the_group_read_credentials() {
+    let dir = temp_dir();
+    // nobody's primary group is nogroup (65534); root is not a member.
+    let (d, t) = allow_list_daemon(dir.path(), &["--allowed-gid", "65534"]);
+    let creds = format!("{}/latest/meta-data/iam/security-credentials/demo", d.url());
+    assert_eq!(curl_as(NOBODY, &creds, &t), "200");
+    assert_eq!(curl_as(0, &creds, &t), "403");
+}
+
+#[test]
+fn without_an_allow_list_every_local_user_reads_credentials() {
+    let dir = temp_dir();
+    let (d, t) = allow_list_daemon(dir.path(), &[]);
+    let creds = format!("{}/latest/meta-data/iam/security-credentials/demo", d.url());
+    assert_eq!(curl_as(NOBODY, &creds, &t), "200");
+    assert_eq!(curl_as(0, &creds, &t), "200");
+}
+
+#[test]
+fn the_daemon_cannot_dump_core_and_its_memory_is_root_only() {
+    // Run as nobody, so that "root-only" is visible: a dumpable process's
+    // /proc files belong to its own user.
+    let dir = temp_dir();
+    chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let d = start_daemon_wrapped(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        dir.path(),
+        &["--issuer", "local", "--role-arn", ROLE_ARN],
+        &[],
+    );
+    fetch_credentials(d.addr);
+    let proc_dir = format!("/proc/{}", d.pid());
+    let status = std::fs::read_to_string(format!("{proc_dir}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("65534")),
+        "{status}"
+    );
+    for f in ["environ", "mem", "maps"] {
+        let owner = std::fs::metadata(format!("{proc_dir}/{f}")).unwrap().uid();
+        assert_eq!(
+            owner, 0,
+            "/proc/<pid>/{f} belongs to uid {owner}: the process is dumpable"
+        );
+    }
+    let limits = std::fs::read_to_string(format!("{proc_dir}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+}
