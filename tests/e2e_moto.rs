@@ -293,3 +293,92 @@ fn sts_without_base_credentials_says_where_it_looked() {
         "{err}"
     );
 }
+
+/// Every secret the daemon handled through two fetches (associate, then
+/// replace) and a revocation (disassociate), at the most verbose log level.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_the_log_even_at_trace_level() {
+    const BASE_SECRET: &str = "base-secret-6b1f0e2d9c8a7b6e5d4c3b2a1f0e9d8c7b6a5f4e";
+    let moto = start_moto();
+    create_role(&moto, "demo").await;
+    create_role(&moto, "other").await;
+    let dir = temp_dir();
+    let cfg = dir.path().join("hostrole.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer = \"sts\"\nregion = \"us-east-1\"\nsts-endpoint = \"{0}\"\niam-endpoint = \"{0}\"\nrevoke-sessions = true\n",
+            moto.url
+        ),
+    )
+    .unwrap();
+    let home = dir.path().display().to_string();
+    let none = dir.path().join("none").display().to_string();
+    let d = start_daemon_env(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap()],
+        &[
+            ("HOSTROLE_LOG", "trace"),
+            ("AWS_ACCESS_KEY_ID", "AKIDBASEFORTRACETEST"),
+            ("AWS_SECRET_ACCESS_KEY", BASE_SECRET),
+            ("HOME", &home),
+            ("AWS_CONFIG_FILE", &none),
+            ("AWS_SHARED_CREDENTIALS_FILE", &none),
+        ],
+    );
+    let state = dir.path().to_owned();
+    let addr = d.addr;
+    let mut secrets = vec![BASE_SECRET.to_owned()];
+    let mut key_ids = Vec::new();
+    for (verb, arn) in [
+        ("associate", ROLE_ARN),
+        ("replace", "arn:aws:iam::123456789012:role/other"),
+    ] {
+        let out = client(&state, &[verb, arn]);
+        assert!(
+            out.status.success(),
+            "{verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let imds_token = tokio::task::spawn_blocking(move || token(addr, 60))
+            .await
+            .unwrap();
+        let creds = tokio::task::spawn_blocking(move || fetch_credentials(addr))
+            .await
+            .unwrap();
+        key_ids.push(creds["AccessKeyId"].as_str().unwrap().to_owned());
+        secrets.push(imds_token);
+        secrets.push(creds["SecretAccessKey"].as_str().unwrap().to_owned());
+        secrets.push(creds["Token"].as_str().unwrap().to_owned());
+    }
+    let out = client(&state, &["disassociate"]);
+    assert!(out.status.success());
+    assert!(
+        d.wait_for_log("revoked on the AWS side", Duration::from_secs(10)),
+        "{}",
+        d.log()
+    );
+    let (_, log) = d.stop();
+    assert!(
+        log.contains("\"level\":\"TRACE\""),
+        "the daemon did not log at trace level"
+    );
+    // The log does cover those fetches: it names each key id (not secret).
+    for id in &key_ids {
+        assert!(log.contains(id.as_str()), "{id} is not in the log");
+    }
+    for secret in &secrets {
+        // The whole secret, and any 16-character piece of it.
+        let pieces: Vec<&str> = (0..secret.len().saturating_sub(16))
+            .step_by(8)
+            .map(|i| &secret[i..i + 16])
+            .collect();
+        for piece in std::iter::once(secret.as_str()).chain(pieces) {
+            assert!(
+                !log.contains(piece),
+                "a secret ({}...) is in the log",
+                &secret[..4]
+            );
+        }
+    }
+}
