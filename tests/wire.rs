@@ -1,113 +1,14 @@
 //! The IMDS wire contract, one test per path and status code, against the
 //! pure handler (no network).
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+mod support;
 
-use bytes::Bytes;
-use hostrole::clock::{Clock, ManualClock, SharedClock};
-use hostrole::credentials::{Association, Credentials, RoleArn};
-use hostrole::identity::InstanceIdentity;
-use hostrole::imds::{handle, Endpoint, Peer, Reply};
-use hostrole::refresh::{Served, Snapshot};
+use std::time::Duration;
+
+use hostrole::imds::{handle, Peer, Reply};
 use hostrole::token::TokenAuthority;
-use http::{Method, Request, Response};
-use zeroize::Zeroizing;
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/team/demo";
-
-struct World {
-    clock: Arc<ManualClock>,
-    endpoint: Endpoint,
-    snapshot: Snapshot,
-}
-
-fn world_with(v1: bool, role: bool) -> World {
-    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
-    let shared: SharedClock = clock.clone();
-    let endpoint = Endpoint {
-        tokens: TokenAuthority::new([1u8; 32], "boot".into(), shared.clone()),
-        imds_v1: v1,
-        identity: InstanceIdentity {
-            instance_id: "i-0123456789abcdef0".into(),
-            region: "eu-central-1".into(),
-            availability_zone: "eu-central-1b".into(),
-            started: clock.now(),
-        },
-        clock: shared,
-    };
-    let snapshot = if role {
-        let now = clock.now();
-        Snapshot {
-            association: Some(Association {
-                role: RoleArn::parse(ROLE).unwrap(),
-                external_id: None,
-                session_name: "host".into(),
-            }),
-            served: Some(Arc::new(Served {
-                credentials: Credentials {
-                    access_key_id: "ASIAAAAAAAAAAAAAAAAA".into(),
-                    secret_access_key: Zeroizing::new("s".repeat(40)),
-                    session_token: Zeroizing::new("t".repeat(300)),
-                    expiration: now + Duration::from_secs(3600),
-                    last_updated: now,
-                },
-                expires_boot: clock.boot_time() + Duration::from_secs(3600),
-            })),
-            last_refresh: Some(now),
-            source: "local",
-            ..Snapshot::default()
-        }
-    } else {
-        Snapshot::default()
-    };
-    World {
-        clock,
-        endpoint,
-        snapshot,
-    }
-}
-
-fn world() -> World {
-    world_with(false, true)
-}
-
-impl World {
-    fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "169.254.169.254");
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        handle(
-            &b.body(()).unwrap(),
-            &self.snapshot,
-            &self.endpoint,
-            &Peer::default(),
-        )
-    }
-
-    fn token(&self) -> String {
-        let r = self.send(
-            Method::PUT,
-            "/latest/api/token",
-            &[("x-aws-ec2-metadata-token-ttl-seconds", "21600")],
-        );
-        assert_eq!(r.response.status(), 200);
-        body(&r.response)
-    }
-
-    fn get(&self, path: &str) -> Reply {
-        let t = self.token();
-        self.send(Method::GET, path, &[("x-aws-ec2-metadata-token", &t)])
-    }
-}
-
-fn body(r: &Response<Bytes>) -> String {
-    String::from_utf8(r.body().to_vec()).unwrap()
-}
+use http::{Method, Request};
+use support::world::*;
 
 fn status(r: &Reply) -> u16 {
     r.response.status().as_u16()

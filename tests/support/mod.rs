@@ -2,6 +2,8 @@
 //! an ephemeral loopback port, and speak raw HTTP/1.1 to it.
 #![allow(dead_code)]
 
+pub mod world;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
