@@ -21,7 +21,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -39,6 +38,9 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_REQUEST_HEAD_BYTES: usize = 8192;
 /// Most request headers accepted.
 pub const MAX_HEADERS: usize = 32;
+/// At shutdown, how long a connection that has sent nothing yet gets to
+/// send its request before it is closed.
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// How long in-flight requests get to finish at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -184,7 +186,6 @@ pub fn listeners_from_systemd() -> io::Result<Option<Vec<TcpListener>>> {
 
 /// Serves on `listeners` until `shutdown` completes, then drains.
 pub async fn run(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let graceful = Arc::new(GracefulShutdown::new());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = tokio::task::JoinSet::new();
@@ -196,22 +197,24 @@ pub async fn run(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Futu
             listener,
             app.clone(),
             slots.clone(),
-            graceful.clone(),
             stop_rx.clone(),
         ));
     }
     shutdown.await;
     let _ = stop_tx.send(true);
     while loops.join_next().await.is_some() {}
-    // Every accept loop has ended, so this is the last reference.
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        return;
-    };
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
-            tracing::warn!("connections still open after {}s; closing them", DRAIN_TIMEOUT.as_secs());
-        }
+    // Every connection holds a slot until it ends: all slots free means
+    // every connection has been answered and closed.
+    let all = u32::try_from(MAX_CONNECTIONS).expect("connection cap fits u32");
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
+        .await
+        .is_ok();
+    match drained {
+        true => tracing::info!("all connections drained"),
+        false => tracing::warn!(
+            "connections still open after {}s; closing them",
+            DRAIN_TIMEOUT.as_secs()
+        ),
     }
 }
 
@@ -219,7 +222,6 @@ async fn accept_loop(
     listener: TcpListener,
     app: Arc<App>,
     slots: Arc<Semaphore>,
-    graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -231,53 +233,102 @@ async fn accept_loop(
         .keep_alive(true);
     loop {
         let accepted = tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
             a = listener.accept() => a,
         };
-        let (mut stream, addr) = match accepted {
-            Ok(pair) => pair,
+        match accepted {
+            Ok((stream, addr)) => serve(stream, addr, &builder, &app, &slots, &stop),
             Err(e) => {
                 // EMFILE and friends: log, pause briefly, keep going.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "connection limit reached; refusing");
-            tokio::spawn(async move {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-                let _ = stream.shutdown().await;
-            });
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let open = app.metrics.connection_opened();
-        let stream = HopLimited::new(stream);
-        let conn_info = Arc::new(Conn {
-            peer: Peer { addr: Some(addr) },
-            local: stream.inner.local_addr().ok(),
-            ttl: stream.want.clone(),
-            default_ttl: stream.applied,
-            caller: OnceLock::new(),
+        }
+    }
+    // Stopping: connections the kernel has already completed are in the
+    // listen queue; closing the listener would reset them. Take them all
+    // and answer them before the listener goes.
+    while let Ok(Ok((stream, addr))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
+    {
+        serve(stream, addr, &builder, &app, &slots, &stop);
+    }
+}
+
+/// Serves one accepted connection on its own task.
+fn serve(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    builder: &hyper::server::conn::http1::Builder,
+    app: &Arc<App>,
+    slots: &Arc<Semaphore>,
+    stop: &watch::Receiver<bool>,
+) {
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        tracing::warn!(peer = %addr, "connection limit reached; refusing");
+        tokio::spawn(async move {
+            let _ = stream
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = stream.shutdown().await;
         });
-        let app = app.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let open = app.metrics.connection_opened();
+    let stream = HopLimited::new(stream);
+    let conn_info = Arc::new(Conn {
+        peer: Peer { addr: Some(addr) },
+        local: stream.inner.local_addr().ok(),
+        ttl: stream.want.clone(),
+        default_ttl: stream.applied,
+        caller: OnceLock::new(),
+    });
+    // Set once the first request head has been read.
+    let asked = Arc::new(tokio::sync::Notify::new());
+    let app = app.clone();
+    let service = {
+        let asked = asked.clone();
+        service_fn(move |req: Request<Incoming>| {
+            asked.notify_one();
             let response = app.respond(&req, &conn_info);
             async move { Ok::<_, Infallible>(response) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let result = match result {
+            Some(r) => r,
+            None => {
+                // Stopping. A connection that has not sent its request yet
+                // looks idle to hyper, which would close it unanswered: give
+                // it a moment to send one first.
+                let first = tokio::select! {
+                    r = conn.as_mut() => Some(r),
+                    _ = asked.notified() => None,
+                    _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => None,
+                };
+                match first {
+                    Some(r) => r,
+                    None => {
+                        // Finish the request in progress, then close.
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                }
             }
-            drop(open);
-            drop(permit);
-        });
-    }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+        }
+        drop(open);
+        drop(permit);
+    });
 }
 
 /// A connection whose IP TTL (IPv6 hop limit) can be changed between

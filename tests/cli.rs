@@ -4,7 +4,9 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -406,4 +408,119 @@ fn a_silent_sts_does_not_hold_up_serving() {
         404
     );
     drop(silent);
+}
+
+/// What happened to one request sent while the daemon was stopping.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Answered,
+    Refused,
+    Lost(String),
+}
+
+/// One token request; the outcome, and when its connection was established.
+fn one_request(addr: std::net::SocketAddr) -> (Outcome, Instant) {
+    let o = one_request_inner(addr);
+    (o.0, o.1.unwrap_or_else(Instant::now))
+}
+
+fn one_request_inner(addr: std::net::SocketAddr) -> (Outcome, Option<Instant>) {
+    let mut s = match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return (Outcome::Refused, None)
+        }
+        Err(e) => return (Outcome::Lost(format!("connect: {e}")), None),
+    };
+    let connected = Some(Instant::now());
+    (answer(&mut s, addr), connected)
+}
+
+fn answer(s: &mut std::net::TcpStream, addr: std::net::SocketAddr) -> Outcome {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = format!(
+        "PUT /latest/api/token HTTP/1.1\r\nHost: {addr}\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nConnection: close\r\n\r\n"
+    );
+    if let Err(e) = s.write_all(req.as_bytes()) {
+        return Outcome::Lost(format!("write: {e}"));
+    }
+    let mut buf = Vec::new();
+    match s.read_to_end(&mut buf) {
+        Ok(_) if buf.starts_with(b"HTTP/1.1 200") => Outcome::Answered,
+        Ok(_) => Outcome::Lost(format!("answer: {:?}", String::from_utf8_lossy(&buf))),
+        Err(e) => Outcome::Lost(format!("read: {e}")),
+    }
+}
+
+#[test]
+fn sigterm_under_load_loses_no_accepted_request_and_the_next_start_serves_at_once() {
+    let dir = temp_dir();
+    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let addr = d.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                // Until the daemon refuses connections (and a little after).
+                while Instant::now() < deadline {
+                    let (o, connected) = one_request(addr);
+                    let refused = o == Outcome::Refused;
+                    seen.push((o, connected));
+                    if refused && stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    // Every connection established before this moment reached the daemon
+    // before it was told to stop: each must be answered. Later ones may be
+    // answered or refused.
+    let sigterm_at = Instant::now();
+    let (status, log) = d.stop();
+    assert!(status.success(), "{status:?}\n{log}");
+    let outcomes: Vec<(Outcome, Instant)> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let answered = outcomes
+        .iter()
+        .filter(|(o, _)| *o == Outcome::Answered)
+        .count();
+    let after = outcomes.iter().filter(|(_, t)| *t > sigterm_at).count();
+    let lost: Vec<_> = outcomes
+        .iter()
+        .filter(|(o, t)| matches!(o, Outcome::Lost(_)) && *t < sigterm_at)
+        .collect();
+    eprintln!(
+        "{} requests, {answered} answered, {after} connected after SIGTERM",
+        outcomes.len()
+    );
+    assert!(answered > 100, "only {answered} answered");
+    assert!(
+        lost.is_empty(),
+        "{} of {} lost: {:?}",
+        lost.len(),
+        outcomes.len(),
+        &lost[..lost.len().min(5)]
+    );
+
+    // The next start serves the persisted role without being told it.
+    let started = Instant::now();
+    let d = start_daemon(
+        dir.path(),
+        &["--issuer", "local", "--listen", &addr.to_string()],
+    );
+    let creds = fetch_credentials(d.addr);
+    let took = started.elapsed();
+    assert!(creds["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    eprintln!("restart to first credentials: {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }

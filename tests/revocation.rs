@@ -442,3 +442,82 @@ fn associate_waits_for_the_first_credentials_and_says_when_sts_fails() {
     );
     drop(d);
 }
+
+/// A tmpfs of a few KiB mounted for one test, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new() -> SmallDisk {
+        let dir = temp_dir();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mounting a tmpfs needs root");
+        SmallDisk { dir }
+    }
+
+    /// Fills the disk to the last byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.dir.path().join("filler")).unwrap();
+        let block = [0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.write_all(&[0u8; 1]);
+        let _ = f.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.dir.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_the_change_clearly_and_keeps_the_saved_and_served_role() {
+    let disk = SmallDisk::new();
+    let state = disk.dir.path().to_owned();
+    let d = start_daemon(&state, &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let saved = std::fs::read(state.join("association.json")).unwrap();
+    disk.fill();
+    let out = client(&state, &["replace", "arn:aws:iam::123456789012:role/other"]);
+    let e = err(&out);
+    assert!(!out.status.success());
+    assert!(e.contains("No space left on device"), "{e}");
+    assert!(e.contains("nothing changed"), "{e}");
+    // The saved association is whole and unchanged; the old role is served.
+    assert_eq!(
+        std::fs::read(state.join("association.json")).unwrap(),
+        saved
+    );
+    let t = token(d.addr, 60);
+    let list = get(d.addr, "/latest/meta-data/iam/security-credentials/", &t);
+    assert_eq!(list.body, "demo");
+    // No half-written temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // With space again, the change goes through.
+    disk.free();
+    ok(client(
+        &state,
+        &["replace", "arn:aws:iam::123456789012:role/other"],
+    ));
+    let list = get(d.addr, "/latest/meta-data/iam/security-credentials/", &t);
+    assert_eq!(list.body, "other");
+}
