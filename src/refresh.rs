@@ -409,7 +409,7 @@ impl Refresher {
                 self.failures += 1;
                 let mut delay = retry_delay(err.kind, self.failures, rand::thread_rng().gen());
                 if err.kind == FailureKind::Fatal {
-                    tracing::error!(role = %role, error = %err.message, retry_in_s = delay.as_secs(),
+                    tracing::error!(role = %role, error = %err.message, kind = ?err.kind, retry_in_s = delay.as_secs(),
                         "cannot assume the role; its credentials are no longer served");
                     self.served = None;
                 } else {
@@ -420,7 +420,7 @@ impl Refresher {
                             delay = delay.min(last_chance - boot);
                         }
                     }
-                    tracing::warn!(role = %role, error = %err.message, failures = self.failures,
+                    tracing::warn!(role = %role, error = %err.message, kind = ?err.kind, failures = self.failures,
                         retry_in_s = delay.as_secs(), still_serving = self.served.is_some(),
                         "credential refresh failed; will retry");
                 }

@@ -148,6 +148,16 @@ impl StsIssuer {
         let expiration = SystemTime::try_from(*c.expiration()).map_err(|_| {
             FetchError::transient("AssumeRole answered with an unusable expiration")
         })?;
+        // A truncated or garbled answer parses into empty fields: refuse it.
+        if c.access_key_id().is_empty()
+            || c.secret_access_key().is_empty()
+            || c.session_token().is_empty()
+            || expiration == SystemTime::UNIX_EPOCH
+        {
+            return Err(FetchError::transient(
+                "AssumeRole's answer lacks the key id, secret, token or expiration (a malformed response)",
+            ));
+        }
         let now = self.clock.now();
         if expiration <= now {
             return Err(FetchError::transient(format!(

@@ -1,0 +1,303 @@
+//! The daemon against a programmable STS on loopback, through the real
+//! aws-sdk-sts: server errors, throttling, access denied, malformed XML, a
+//! reset connection, and an STS whose clock disagrees with the host's. Each
+//! fault is classified, never yields an expired or missing-secret credential,
+//! and service resumes promptly once STS answers again.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use support::*;
+
+/// How the fake STS answers AssumeRole.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// Credentials expiring this far from now (negative: already expired).
+    Ok { expires_in_s: i64 },
+    /// An STS error document.
+    Error { status: u16, code: &'static str },
+    /// 200 with a body that is not the expected XML.
+    Malformed,
+    /// The connection is reset without an answer.
+    Reset,
+}
+
+struct FakeSts {
+    addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl FakeSts {
+    fn start(mode: Mode) -> FakeSts {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(Mutex::new(mode));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (m, c) = (mode.clone(), calls.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (m, c) = (m.clone(), c.clone());
+                std::thread::spawn(move || serve(stream, &m, &c));
+            }
+        });
+        FakeSts { addr, mode, calls }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(stream: TcpStream, mode: &Mutex<Mode>, calls: &AtomicUsize) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        // One request: head, then Content-Length bytes.
+        let mut len = 0usize;
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        let (status, xml) = match mode.lock().unwrap().clone() {
+            Mode::Ok { expires_in_s } => {
+                let exp = if expires_in_s >= 0 {
+                    SystemTime::now() + Duration::from_secs(expires_in_s as u64)
+                } else {
+                    SystemTime::now() - Duration::from_secs(expires_in_s.unsigned_abs())
+                };
+                let exp = humantime::format_rfc3339_seconds(exp);
+                (200, format!(
+                    "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+                     <Credentials><AccessKeyId>ASIAFAKESTS{n:09}</AccessKeyId>\
+                     <SecretAccessKey>fakeSecretKey{n:027}</SecretAccessKey>\
+                     <SessionToken>FakeSessionToken{n:040}</SessionToken>\
+                     <Expiration>{exp}</Expiration></Credentials>\
+                     <AssumedRoleUser><AssumedRoleId>AROAFAKE:s</AssumedRoleId>\
+                     <Arn>arn:aws:sts::123456789012:assumed-role/demo/s</Arn></AssumedRoleUser>\
+                     </AssumeRoleResult><ResponseMetadata><RequestId>r{n}</RequestId></ResponseMetadata></AssumeRoleResponse>"
+                ))
+            }
+            Mode::Error { status, code } => (status, format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                 <Code>{code}</Code><Message>injected {code}</Message></Error><RequestId>r{n}</RequestId></ErrorResponse>"
+            )),
+            Mode::Malformed => (200, "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>".to_owned()),
+            Mode::Reset => {
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                return;
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+            xml.len()
+        );
+        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(xml.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn daemon_on(sts: &FakeSts, dir: &std::path::Path) -> Daemon {
+    start_daemon_with_base_credentials(
+        dir,
+        &[
+            "--issuer",
+            "sts",
+            "--sts-endpoint",
+            &sts.url(),
+            "--region",
+            "us-east-1",
+            "--role-arn",
+            ROLE_ARN,
+            "--session-duration",
+            "900",
+        ],
+    )
+}
+
+/// The credential document's status code (404 when nothing is served).
+fn credentials_status(addr: SocketAddr) -> u16 {
+    let t = token(addr, 60);
+    get(addr, "/latest/meta-data/iam/security-credentials/demo", &t).status
+}
+
+/// The first "refresh failed" log line, waiting for one at most 10 s.
+fn failure_line(d: &Daemon) -> String {
+    let is_failure =
+        |l: &&str| l.contains("cannot assume the role") || l.contains("credential refresh failed");
+    let started = Instant::now();
+    loop {
+        if let Some(line) = d.log().lines().find(is_failure) {
+            return line.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no failure logged:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn retry_in(line: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["fields"]["retry_in_s"].as_u64().unwrap()
+}
+
+/// Waits until credentials are served; returns how long that took.
+fn until_served(d: &Daemon, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while credentials_status(d.addr) != 200 {
+        assert!(
+            started.elapsed() < limit,
+            "not served again within {limit:?}:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    started.elapsed()
+}
+
+/// A transient fault: nothing served while it lasts, a retry within 2 s,
+/// served again at once when STS answers.
+fn transient(mode: Mode, expect_in_message: &str) {
+    let sts = FakeSts::start(mode);
+    let dir = temp_dir();
+    let d = daemon_on(&sts, dir.path());
+    let line = failure_line(&d);
+    assert!(line.contains("\"kind\":\"Transient\""), "{line}");
+    assert!(line.contains(expect_in_message), "{line}");
+    assert!(retry_in(&line) <= 2, "{line}");
+    assert_eq!(credentials_status(d.addr), 404);
+    sts.set(Mode::Ok { expires_in_s: 900 });
+    until_served(&d, Duration::from_secs(5));
+    let creds = fetch_credentials(d.addr);
+    assert!(creds["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .starts_with("ASIAFAKESTS"));
+}
+
+#[test]
+fn a_server_error_is_transient_and_service_resumes_within_seconds() {
+    transient(
+        Mode::Error {
+            status: 500,
+            code: "InternalFailure",
+        },
+        "InternalFailure",
+    );
+}
+
+#[test]
+fn an_unavailable_sts_is_transient() {
+    transient(
+        Mode::Error {
+            status: 503,
+            code: "ServiceUnavailable",
+        },
+        "ServiceUnavailable",
+    );
+}
+
+#[test]
+fn malformed_xml_is_transient_and_never_served() {
+    transient(Mode::Malformed, "malformed");
+}
+
+#[test]
+fn a_reset_connection_is_transient() {
+    transient(Mode::Reset, "could not be sent");
+}
+
+#[test]
+fn credentials_already_expired_by_the_hosts_clock_are_refused_and_retried() {
+    // STS's clock (or the host's) is off by an hour.
+    transient(
+        Mode::Ok {
+            expires_in_s: -3600,
+        },
+        "expired",
+    );
+}
+
+#[test]
+fn throttling_backs_off_for_seconds_not_milliseconds() {
+    let sts = FakeSts::start(Mode::Error {
+        status: 400,
+        code: "Throttling",
+    });
+    let dir = temp_dir();
+    let d = daemon_on(&sts, dir.path());
+    let line = failure_line(&d);
+    assert!(line.contains("\"kind\":\"Throttled\""), "{line}");
+    assert!((5..=10).contains(&retry_in(&line)), "{line}");
+    // Over the next 3 s no further call is made.
+    let calls = sts.calls();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sts.calls(), calls, "retried within the throttling back-off");
+    sts.set(Mode::Ok { expires_in_s: 900 });
+    until_served(&d, Duration::from_secs(12));
+}
+
+#[test]
+fn access_denied_withdraws_nothing_it_never_had_and_retries_slowly() {
+    let sts = FakeSts::start(Mode::Error {
+        status: 403,
+        code: "AccessDenied",
+    });
+    let dir = temp_dir();
+    let d = daemon_on(&sts, dir.path());
+    let line = failure_line(&d);
+    assert!(line.contains("\"kind\":\"Fatal\""), "{line}");
+    assert!(line.contains("AccessDenied"), "{line}");
+    assert!(retry_in(&line) >= 150, "{line}");
+    assert_eq!(credentials_status(d.addr), 404);
+    let calls = sts.calls();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sts.calls(), calls);
+    // `status` says why nothing is served.
+    let out = client(dir.path(), &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["serving"], false, "{status}");
+    assert!(status["last-error"]
+        .as_str()
+        .unwrap()
+        .contains("AccessDenied"));
+}
