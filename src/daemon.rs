@@ -183,6 +183,32 @@ pub fn protect_memory() {
     }
 }
 
+/// Raises the soft open-file limit to the hard one, so that the connection
+/// cap ([`server::MAX_CONNECTIONS`]) is reached before the kernel's limit
+/// (the soft limit is often 1024, below the cap plus our own files).
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
+    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let needed = server::MAX_CONNECTIONS as u64 + 64;
+        if soft < needed {
+            tracing::warn!(
+                limit = soft,
+                needed,
+                "the open-file limit is below the connection cap; raise LimitNOFILE"
+            );
+        }
+    }
+}
+
 /// Re-reads the configuration (for SIGHUP).
 pub type Reload = Box<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
 
@@ -193,6 +219,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     protect_memory();
+    raise_fd_limit();
     let clock: SharedClock = Arc::new(SystemClock);
     prepare_state_dir(&settings.state_dir)?;
     let _lock = state::lock(&settings.state_dir)?;

@@ -374,3 +374,109 @@ fn the_daemon_cannot_dump_core_and_its_memory_is_root_only() {
     let fields: Vec<&str> = core.split_whitespace().collect();
     assert_eq!(&fields[4..6], ["0", "0"], "{core}");
 }
+
+/// Reads until the peer closes or `limit` passes; returns what was read and
+/// whether the connection was closed.
+fn read_until_closed(s: &mut std::net::TcpStream, limit: Duration) -> (String, bool) {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = Vec::new();
+    let closed = s.read_to_end(&mut buf).is_ok();
+    (String::from_utf8_lossy(&buf).into_owned(), closed)
+}
+
+#[test]
+fn an_oversized_request_head_or_too_many_headers_is_refused() {
+    use std::io::Write;
+    let dir = temp_dir();
+    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let big = format!(
+        "GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(16 * 1024)
+    );
+    let many = format!(
+        "GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n{}\r\n",
+        (0..64)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    for req in [big, many] {
+        let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+        let _ = s.write_all(req.as_bytes());
+        let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(5));
+        assert!(closed, "connection left open");
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    }
+}
+
+#[test]
+fn a_slow_request_head_and_an_idle_keep_alive_connection_are_closed() {
+    use std::io::Write;
+    let dir = temp_dir();
+    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    // Slowloris: half a request head, then nothing.
+    let mut slow = std::net::TcpStream::connect(d.addr).unwrap();
+    slow.write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    // Keep-alive: one whole request, then silence.
+    let mut idle = std::net::TcpStream::connect(d.addr).unwrap();
+    idle.write_all(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: x\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let idle_thread = std::thread::spawn(move || {
+        let (answer, closed) = read_until_closed(&mut idle, Duration::from_secs(30));
+        (answer, closed, started.elapsed())
+    });
+    let (answer, closed) = read_until_closed(&mut slow, Duration::from_secs(30));
+    let slow_took = started.elapsed();
+    assert!(closed, "slow connection still open after 30 s");
+    assert!(!answer.contains("200"), "{answer:?}");
+    assert!(slow_took < Duration::from_secs(15), "{slow_took:?}");
+    let (answer, closed, idle_took) = idle_thread.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+    assert!(closed, "idle keep-alive connection still open after 30 s");
+    assert!(idle_took < Duration::from_secs(15), "{idle_took:?}");
+}
+
+#[test]
+fn past_the_connection_cap_new_connections_get_a_fast_503() {
+    use std::io::Write;
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 4096 {
+        nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_NOFILE,
+            hard.min(8192),
+            hard,
+        )
+        .unwrap();
+    }
+    let dir = temp_dir();
+    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    // Hold the cap's worth of connections open without sending anything.
+    let held: Vec<_> = (0..hostrole::server::MAX_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(d.addr).unwrap())
+        .collect();
+    // Let the daemon accept them all.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let mut extra = std::net::TcpStream::connect(d.addr).unwrap();
+    let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let (answer, closed) = read_until_closed(&mut extra, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(closed);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(d.log().contains("connection limit reached"));
+    // Once they go, service is back.
+    drop(held);
+    let started = Instant::now();
+    loop {
+        let r = request(d.addr, "GET", "/latest/meta-data/instance-id", &[]);
+        if r.status != 503 {
+            assert_eq!(r.status, 401);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
