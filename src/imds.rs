@@ -199,8 +199,24 @@ fn json<T: Serialize>(value: &T) -> Response<Bytes> {
     }
 }
 
+/// A response body that holds a secret: wiped when the last reference to it
+/// is dropped, after hyper has written it.
+struct SecretBody(Vec<u8>);
+
+impl AsRef<[u8]> for SecretBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for SecretBody {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 fn credential_document(c: &Credentials, account_id: Option<&str>) -> Response<Bytes> {
-    json(&CredentialDocument {
+    let doc = CredentialDocument {
         code: "Success",
         last_updated: rfc3339_seconds(c.last_updated),
         kind: "AWS-HMAC",
@@ -209,7 +225,15 @@ fn credential_document(c: &Credentials, account_id: Option<&str>) -> Response<By
         token: &c.session_token,
         expiration: rfc3339_seconds(c.expiration),
         account_id,
-    })
+    };
+    // Sized up front so the buffer is never reallocated (which would leave
+    // an unwiped copy of the secret behind).
+    let capacity = 512 + c.access_key_id.len() + c.secret_access_key.len() + c.session_token.len();
+    let mut body = SecretBody(Vec::with_capacity(capacity));
+    match serde_json::to_writer_pretty(&mut body.0, &doc) {
+        Ok(()) => text(StatusCode::OK, Bytes::from_owner(body)),
+        Err(_) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
+    }
 }
 
 /// A metadata API version: `latest` or a dated one such as `2016-09-02`.
