@@ -140,6 +140,13 @@ impl Lab {
         (out.status.code().unwrap_or(-1), code)
     }
 
+    /// A non-token response from the host crosses the router.
+    fn assert_container_gets_instance_id(&self, base: &str, when: &str) {
+        let url = format!("{base}/latest/meta-data/instance-id");
+        let (rc, code) = self.curl(&self.container, &[&url]);
+        assert_eq!((rc, code.as_str()), (0, "200"), "{base} GET {when}");
+    }
+
     fn token_put(&self, ns: &str, base: &str) -> (i32, String) {
         self.curl(
             ns,
@@ -200,30 +207,14 @@ fn with_hop_limit_1_a_container_behind_a_router_gets_no_token_and_with_2_it_does
             "{base} on the host"
         );
         // Other responses cross the router: the network works.
-        let (rc, code) = lab.curl(
-            &lab.container,
-            &[&format!("{base}/latest/meta-data/instance-id")],
-        );
-        assert_eq!(
-            (rc, code.as_str()),
-            (0, "200"),
-            "{base} GET from the container"
-        );
+        lab.assert_container_gets_instance_id(base, "before the token");
         // The token's response dies at the router (TTL 1 - 1 = 0): curl times out.
         let started = Instant::now();
         let (rc, code) = lab.token_put(&lab.container, base);
         assert_eq!(rc, 28, "{base}: expected a timeout, got HTTP {code}");
         assert!(started.elapsed() < Duration::from_secs(10));
         // A later response on a new connection has the system TTL again.
-        let (rc, code) = lab.curl(
-            &lab.container,
-            &[&format!("{base}/latest/meta-data/instance-id")],
-        );
-        assert_eq!(
-            (rc, code.as_str()),
-            (0, "200"),
-            "{base} GET after the refused token"
-        );
+        lab.assert_container_gets_instance_id(base, "after the refused token");
     }
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
