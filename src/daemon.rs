@@ -174,9 +174,13 @@ pub async fn credential_source(
 /// dumpable, which also makes `/proc/<pid>/{mem,environ,…}` and ptrace
 /// root-only. Failure is logged, not fatal: the service unit sets the same.
 pub fn protect_memory() {
-    use nix::sys::resource::{setrlimit, Resource};
-    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
-        tracing::warn!(error = %e, "cannot disable core dumps (RLIMIT_CORE)");
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // Already 0 under the packaged unit (LimitCORE=0), whose system-call
+    // filter denies setrlimit.
+    if getrlimit(Resource::RLIMIT_CORE) != Ok((0, 0)) {
+        if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+            tracing::warn!(error = %e, "cannot disable core dumps (RLIMIT_CORE)");
+        }
     }
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         tracing::warn!(error = %e, "cannot mark the process not dumpable (PR_SET_DUMPABLE)");
