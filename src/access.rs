@@ -1,7 +1,7 @@
 //! Which local users may read credentials (`allowed-uids`, `allowed-gids`).
 //!
 //! For a caller on this host, the kernel knows which user owns the caller's
-//! end of the TCP connection: `/proc/net/tcp` and `/proc/net/tcp6` list every
+//! end of the TCP connection: `/proc/self/net/tcp` and `tcp6` list every
 //! socket of this network namespace with its owner uid and inode. The
 //! caller's socket is the one whose local address is our peer and whose
 //! remote address is our local address. Its uid is checked against the
@@ -70,9 +70,9 @@ fn groups_of(uid: u32) -> Vec<u32> {
 /// Finds the owner of the caller's end of the connection `peer` → `local`.
 pub fn caller(peer: SocketAddr, local: SocketAddr) -> Option<Caller> {
     let table = if peer.is_ipv4() && local.is_ipv4() {
-        "/proc/net/tcp"
+        "/proc/self/net/tcp"
     } else {
-        "/proc/net/tcp6"
+        "/proc/self/net/tcp6"
     };
     let text = std::fs::read_to_string(table).ok()?;
     find_caller(&text, peer, local)
