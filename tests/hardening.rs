@@ -457,7 +457,7 @@ fn past_the_connection_cap_new_connections_get_a_fast_503() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
     assert!(closed);
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(d.log().contains("connection limit reached"));
+    assert!(d.wait_for_log("connection limit reached", Duration::from_secs(5)));
     // Once they go, service is back.
     drop(held);
     let started = Instant::now();
