@@ -25,12 +25,16 @@ enum Mode {
     Malformed,
     /// The connection is reset without an answer.
     Reset,
+    /// Credentials for 15 minutes, after this long.
+    Slow { delay_ms: u64 },
 }
 
 struct FakeSts {
     addr: SocketAddr,
     mode: Arc<Mutex<Mode>>,
     calls: Arc<AtomicUsize>,
+    /// Most calls being answered at once, ever.
+    max_in_flight: Arc<AtomicUsize>,
 }
 
 impl FakeSts {
@@ -39,14 +43,21 @@ impl FakeSts {
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(Mutex::new(mode));
         let calls = Arc::new(AtomicUsize::new(0));
-        let (m, c) = (mode.clone(), calls.clone());
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (m, c, mx) = (mode.clone(), calls.clone(), max_in_flight.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (m, c) = (m.clone(), c.clone());
-                std::thread::spawn(move || serve(stream, &m, &c));
+                let (m, c, mx, inf) = (m.clone(), c.clone(), mx.clone(), in_flight.clone());
+                std::thread::spawn(move || serve(stream, &m, &c, &inf, &mx));
             }
         });
-        FakeSts { addr, mode, calls }
+        FakeSts {
+            addr,
+            mode,
+            calls,
+            max_in_flight,
+        }
     }
 
     fn url(&self) -> String {
@@ -62,7 +73,13 @@ impl FakeSts {
     }
 }
 
-fn serve(stream: TcpStream, mode: &Mutex<Mode>, calls: &AtomicUsize) {
+fn serve(
+    stream: TcpStream,
+    mode: &Mutex<Mode>,
+    calls: &AtomicUsize,
+    in_flight: &AtomicUsize,
+    max_in_flight: &AtomicUsize,
+) {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -94,7 +111,16 @@ fn serve(stream: TcpStream, mode: &Mutex<Mode>, calls: &AtomicUsize) {
             return;
         }
         let n = calls.fetch_add(1, Ordering::SeqCst);
-        let (status, xml) = match mode.lock().unwrap().clone() {
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let mut mode = mode.lock().unwrap().clone();
+        if let Mode::Slow { delay_ms } = mode {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            mode = Mode::Ok { expires_in_s: 900 };
+        }
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        let (status, xml) = match mode {
+            Mode::Slow { .. } => unreachable!("replaced above"),
             Mode::Ok { expires_in_s } => {
                 let exp = if expires_in_s >= 0 {
                     SystemTime::now() + Duration::from_secs(expires_in_s as u64)
@@ -300,4 +326,31 @@ fn access_denied_withdraws_nothing_it_never_had_and_retries_slowly() {
         .as_str()
         .unwrap()
         .contains("AccessDenied"));
+}
+
+#[test]
+fn a_slow_sts_holds_up_no_request_and_never_has_two_calls_in_flight() {
+    let sts = FakeSts::start(Mode::Slow { delay_ms: 3000 });
+    let dir = temp_dir();
+    let d = daemon_on(&sts, dir.path());
+    let addr = d.addr;
+    // 200 concurrent callers while the first AssumeRole takes 3 s: each is
+    // answered at once (404: nothing to serve yet), none waits for STS.
+    let callers: Vec<_> = (0..200)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let status = credentials_status(addr);
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    for c in callers {
+        let (status, took) = c.join().unwrap();
+        assert!(status == 404 || status == 200, "HTTP {status}");
+        assert!(took < Duration::from_secs(2), "a request waited {took:?}");
+    }
+    until_served(&d, Duration::from_secs(10));
+    assert_eq!(sts.max_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(sts.calls(), 1, "one AssumeRole for the first credentials");
 }

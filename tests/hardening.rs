@@ -471,3 +471,29 @@ fn past_the_connection_cap_new_connections_get_a_fast_503() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_request_body_is_never_read_so_a_huge_one_costs_nothing() {
+    use std::io::Write;
+    let dir = temp_dir();
+    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.write_all(
+        b"PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 10000000000\r\n\r\n",
+    )
+    .unwrap();
+    // Some of the announced body, then nothing: the answer does not wait for it.
+    let _ = s.write_all(&[b'x'; 64 * 1024]);
+    let started = Instant::now();
+    let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(15));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        closed,
+        "the connection stays open for a body it will never read"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}
