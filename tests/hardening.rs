@@ -41,89 +41,44 @@ impl Lab {
             router: format!("hr-rtr-{id}"),
             container: format!("hr-ctr-{id}"),
         };
-        for ns in [&lab.host, &lab.router, &lab.container] {
-            run(&["ip", "netns", "add", ns]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
         let (h, r, c) = (&lab.host, &lab.router, &lab.container);
+        // `ip -n NS ARGS…`, ARGS split on spaces.
+        let ip = |ns: &str, args: &str| {
+            let mut cmd = vec!["ip", "-n", ns];
+            cmd.extend(args.split_whitespace());
+            run(&cmd);
+        };
+        for ns in [h, r, c] {
+            run(&["ip", "netns", "add", ns]);
+            ip(ns, "link set lo up");
+        }
         // Link names are created inside the namespaces, so they never clash
         // with the machine's or another test's.
-        run(&[
-            "ip", "-n", h, "link", "add", "eth0", "type", "veth", "peer", "name", "toh", "netns", r,
-        ]);
-        run(&[
-            "ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "toc", "netns", r,
-        ]);
+        ip(
+            h,
+            &format!("link add eth0 type veth peer name toh netns {r}"),
+        );
+        ip(
+            c,
+            &format!("link add eth0 type veth peer name toc netns {r}"),
+        );
         for (ns, dev, v4, v6) in [
             (h, "eth0", "10.200.1.1/24", "fd00:200:1::1/64"),
             (r, "toh", "10.200.1.2/24", "fd00:200:1::2/64"),
             (r, "toc", "10.200.2.1/24", "fd00:200:2::1/64"),
             (c, "eth0", "10.200.2.2/24", "fd00:200:2::2/64"),
         ] {
-            run(&["ip", "-n", ns, "addr", "add", v4, "dev", dev]);
-            run(&["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            ip(ns, &format!("addr add {v4} dev {dev}"));
+            ip(ns, &format!("addr add {v6} dev {dev} nodad"));
+            ip(ns, &format!("link set {dev} up"));
         }
-        run(&[
-            "ip",
-            "-n",
-            h,
-            "route",
-            "add",
-            "10.200.2.0/24",
-            "via",
-            "10.200.1.2",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            h,
-            "-6",
-            "route",
-            "add",
-            "fd00:200:2::/64",
-            "via",
-            "fd00:200:1::2",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            c,
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.200.2.1",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            c,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "fd00:200:2::1",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            r,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            r,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.forwarding=1",
-        ]);
+        ip(h, "route add 10.200.2.0/24 via 10.200.1.2");
+        ip(h, "-6 route add fd00:200:2::/64 via fd00:200:1::2");
+        ip(c, "route add default via 10.200.2.1");
+        ip(c, "-6 route add default via fd00:200:2::1");
+        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            run(&["ip", "netns", "exec", r, "sysctl", "-qw", key]);
+        }
         lab
     }
 
@@ -305,23 +260,29 @@ fn allowed_uids_let_only_the_listed_user_read_credentials() {
     assert!(line.contains("\"pid\":"), "{line}");
 }
 
+/// What root and nobody get for the credential document, with `allow`.
+fn credential_codes_for_root_and_nobody(allow: &[&str]) -> (String, String) {
+    let dir = temp_dir();
+    let (d, t) = allow_list_daemon(dir.path(), allow);
+    let creds = format!("{}/latest/meta-data/iam/security-credentials/demo", d.url());
+    (curl_as(0, &creds, &t), curl_as(NOBODY, &creds, &t))
+}
+
 #[test]
 fn allowed_gids_let_members_of_the_group_read_credentials() {
-    let dir = temp_dir();
     // nobody's primary group is nogroup (65534); root is not a member.
-    let (d, t) = allow_list_daemon(dir.path(), &["--allowed-gid", "65534"]);
-    let creds = format!("{}/latest/meta-data/iam/security-credentials/demo", d.url());
-    assert_eq!(curl_as(NOBODY, &creds, &t), "200");
-    assert_eq!(curl_as(0, &creds, &t), "403");
+    assert_eq!(
+        credential_codes_for_root_and_nobody(&["--allowed-gid", "65534"]),
+        ("403".to_owned(), "200".to_owned())
+    );
 }
 
 #[test]
 fn without_an_allow_list_every_local_user_reads_credentials() {
-    let dir = temp_dir();
-    let (d, t) = allow_list_daemon(dir.path(), &[]);
-    let creds = format!("{}/latest/meta-data/iam/security-credentials/demo", d.url());
-    assert_eq!(curl_as(NOBODY, &creds, &t), "200");
-    assert_eq!(curl_as(0, &creds, &t), "200");
+    assert_eq!(
+        credential_codes_for_root_and_nobody(&[]),
+        ("200".to_owned(), "200".to_owned())
+    );
 }
 
 #[test]
