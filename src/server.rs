@@ -77,17 +77,6 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A connection from `peer` to `local` with no TTL control (tests).
-    pub fn new(peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Self {
-        Self {
-            peer: Peer { addr: peer },
-            local,
-            ttl: Arc::new(AtomicU32::new(0)),
-            default_ttl: 0,
-            caller: OnceLock::new(),
-        }
-    }
-
     fn caller(&self) -> Option<Caller> {
         *self
             .caller
@@ -209,12 +198,13 @@ pub async fn run(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Futu
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
         .await
         .is_ok();
-    match drained {
-        true => tracing::info!("all connections drained"),
-        false => tracing::warn!(
+    if drained {
+        tracing::info!("all connections drained");
+    } else {
+        tracing::warn!(
             "connections still open after {}s; closing them",
             DRAIN_TIMEOUT.as_secs()
-        ),
+        );
     }
 }
 
@@ -275,10 +265,11 @@ fn serve(
     };
     let _ = stream.set_nodelay(true);
     let open = app.metrics.connection_opened();
-    let stream = HopLimited::new(stream);
+    let local = stream.local_addr().ok();
+    let stream = HopLimited::new(stream, local.is_some_and(|a| a.is_ipv6()));
     let conn_info = Arc::new(Conn {
         peer: Peer { addr: Some(addr) },
-        local: stream.inner.local_addr().ok(),
+        local,
         ttl: stream.want.clone(),
         default_ttl: stream.applied,
         caller: OnceLock::new(),
@@ -336,15 +327,24 @@ fn serve(
 /// set on the socket just before that response's first byte is written.
 struct HopLimited {
     inner: TcpStream,
+    /// Our end is an IPv6 socket (IPv4 clients of it come v4-mapped).
+    v6: bool,
     want: Arc<AtomicU32>,
     applied: u32,
 }
 
 impl HopLimited {
-    fn new(inner: TcpStream) -> Self {
-        let applied = socket_ttl(&inner).unwrap_or(0);
+    fn new(inner: TcpStream, v6: bool) -> Self {
+        let sock = socket2::SockRef::from(&inner);
+        let ttl = if v6 {
+            sock.unicast_hops_v6()
+        } else {
+            sock.ttl_v4()
+        };
+        let applied = ttl.unwrap_or(0);
         Self {
             inner,
+            v6,
             want: Arc::new(AtomicU32::new(applied)),
             applied,
         }
@@ -355,31 +355,21 @@ impl HopLimited {
         if want == 0 || want == self.applied {
             return;
         }
-        match set_socket_ttl(&self.inner, want) {
+        match self.set_ttl(want) {
             Ok(()) => self.applied = want,
             Err(e) => tracing::warn!(error = %e, ttl = want, "cannot set the IP TTL"),
         }
     }
-}
 
-fn socket_ttl(s: &TcpStream) -> io::Result<u32> {
-    let sock = socket2::SockRef::from(s);
-    match s.local_addr()? {
-        SocketAddr::V4(_) => sock.ttl_v4(),
-        SocketAddr::V6(_) => sock.unicast_hops_v6(),
-    }
-}
-
-fn set_socket_ttl(s: &TcpStream, ttl: u32) -> io::Result<()> {
-    let sock = socket2::SockRef::from(s);
-    match s.local_addr()? {
-        SocketAddr::V4(_) => sock.set_ttl_v4(ttl),
-        SocketAddr::V6(_) => {
-            sock.set_unicast_hops_v6(ttl)?;
-            // A v4 client of a dual-stack listener: its packets use IP_TTL.
-            let _ = sock.set_ttl_v4(ttl);
-            Ok(())
+    fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let sock = socket2::SockRef::from(&self.inner);
+        if !self.v6 {
+            return sock.set_ttl_v4(ttl);
         }
+        sock.set_unicast_hops_v6(ttl)?;
+        // A v4 client of a dual-stack listener: its packets use IP_TTL.
+        let _ = sock.set_ttl_v4(ttl);
+        Ok(())
     }
 }
 
