@@ -192,24 +192,27 @@ pub fn protect_memory() {
 /// (the soft limit is often 1024, below the cap plus our own files).
 pub fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
                 tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+                soft
             }
+        },
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            return;
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
-    }
-    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let needed = server::MAX_CONNECTIONS as u64 + 64;
-        if soft < needed {
-            tracing::warn!(
-                limit = soft,
-                needed,
-                "the open-file limit is below the connection cap; raise LimitNOFILE"
-            );
-        }
+    };
+    let needed = server::MAX_CONNECTIONS as u64 + 64;
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            "the open-file limit is below the connection cap; raise LimitNOFILE"
+        );
     }
 }
 

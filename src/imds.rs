@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::clock::{rfc3339_seconds, SharedClock};
 use crate::credentials::Credentials;
@@ -199,22 +200,6 @@ fn json<T: Serialize>(value: &T) -> Response<Bytes> {
     }
 }
 
-/// A response body that holds a secret: wiped when the last reference to it
-/// is dropped, after hyper has written it.
-struct SecretBody(Vec<u8>);
-
-impl AsRef<[u8]> for SecretBody {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for SecretBody {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
-    }
-}
-
 fn credential_document(c: &Credentials, account_id: Option<&str>) -> Response<Bytes> {
     let doc = CredentialDocument {
         code: "Success",
@@ -226,11 +211,11 @@ fn credential_document(c: &Credentials, account_id: Option<&str>) -> Response<By
         expiration: rfc3339_seconds(c.expiration),
         account_id,
     };
-    // Sized up front so the buffer is never reallocated (which would leave
-    // an unwiped copy of the secret behind).
+    // Wiped when hyper drops the last reference, after writing it; sized up
+    // front so it is never reallocated (which would leave an unwiped copy).
     let capacity = 512 + c.access_key_id.len() + c.secret_access_key.len() + c.session_token.len();
-    let mut body = SecretBody(Vec::with_capacity(capacity));
-    match serde_json::to_writer_pretty(&mut body.0, &doc) {
+    let mut body = Zeroizing::new(Vec::with_capacity(capacity));
+    match serde_json::to_writer_pretty(&mut *body, &doc) {
         Ok(()) => text(StatusCode::OK, Bytes::from_owner(body)),
         Err(_) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
     }
