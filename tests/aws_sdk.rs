@@ -41,7 +41,7 @@ async fn raw_key(addr: std::net::SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rust_sdk_imds_provider_gets_the_served_credentials() {
     let dir = temp_dir();
-    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let d = start_demo_daemon(dir.path());
     let client = imds_client(&d.url());
     let creds = tokio::time::timeout(
         Duration::from_secs(20),
@@ -106,7 +106,7 @@ async fn without_a_role_the_rust_sdk_reports_no_credentials_promptly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_restart_between_fetches_is_invisible_to_a_long_lived_rust_client() {
     let dir = temp_dir();
-    let args = ["--issuer", "local", "--role-arn", ROLE_ARN];
+    let args = LOCAL_DEMO;
     let d = start_daemon(dir.path(), &args);
     // One client, as in a long-lived process: it caches its IMDSv2 token.
     let client = imds_client(&d.url());

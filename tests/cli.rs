@@ -165,7 +165,7 @@ fn a_port_in_use_is_a_clear_error() {
 #[test]
 fn the_local_issuer_serves_realistic_credentials_for_the_role() {
     let dir = temp_dir();
-    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let d = start_demo_daemon(dir.path());
     let creds = fetch_credentials(d.addr);
     let key = creds["AccessKeyId"].as_str().unwrap();
     assert!(key.starts_with("ASIA") && key.len() == 20, "{key}");
@@ -210,7 +210,7 @@ fn imds_v1_can_be_allowed() {
 #[test]
 fn a_token_stays_valid_across_a_restart() {
     let dir = temp_dir();
-    let args = ["--issuer", "local", "--role-arn", ROLE_ARN];
+    let args = LOCAL_DEMO;
     let d = start_daemon(dir.path(), &args);
     let t = token(d.addr, 21_600);
     assert_eq!(get(d.addr, "/latest/meta-data/instance-id", &t).status, 200);
@@ -456,7 +456,7 @@ fn answer(s: &mut std::net::TcpStream, addr: std::net::SocketAddr) -> Outcome {
 #[test]
 fn sigterm_under_load_loses_no_accepted_request_and_the_next_start_serves_at_once() {
     let dir = temp_dir();
-    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let d = start_demo_daemon(dir.path());
     let addr = d.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..8)

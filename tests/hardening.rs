@@ -229,7 +229,7 @@ fn curl_as(uid: u32, url: &str, token: &str) -> String {
 }
 
 fn allow_list_daemon(dir: &std::path::Path, allow: &[&str]) -> (Daemon, String) {
-    let mut args = vec!["--issuer", "local", "--role-arn", ROLE_ARN];
+    let mut args = LOCAL_DEMO.to_vec();
     args.extend_from_slice(allow);
     let d = start_daemon(dir, &args);
     let t = token(d.addr, 60);
@@ -299,7 +299,7 @@ fn the_daemon_cannot_dump_core_and_its_memory_is_root_only() {
             "--clear-groups",
         ],
         dir.path(),
-        &["--issuer", "local", "--role-arn", ROLE_ARN],
+        &LOCAL_DEMO,
         &[],
     );
     fetch_credentials(d.addr);
@@ -341,7 +341,7 @@ fn read_until_closed(s: &mut std::net::TcpStream, limit: Duration) -> (String, b
 fn an_oversized_request_head_or_too_many_headers_is_refused() {
     use std::io::Write;
     let dir = temp_dir();
-    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let d = start_demo_daemon(dir.path());
     let big = format!(
         "GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\n\r\n",
         "a".repeat(16 * 1024)
@@ -365,7 +365,7 @@ fn an_oversized_request_head_or_too_many_headers_is_refused() {
 fn a_slow_request_head_and_an_idle_keep_alive_connection_are_closed() {
     use std::io::Write;
     let dir = temp_dir();
-    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let d = start_demo_daemon(dir.path());
     // Slowloris: half a request head, then nothing.
     let mut slow = std::net::TcpStream::connect(d.addr).unwrap();
     slow.write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -404,7 +404,7 @@ fn past_the_connection_cap_new_connections_get_a_fast_503() {
         .unwrap();
     }
     let dir = temp_dir();
-    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let d = start_demo_daemon(dir.path());
     // Hold the cap's worth of connections open without sending anything.
     let held: Vec<_> = (0..hostrole::server::MAX_CONNECTIONS)
         .map(|_| std::net::TcpStream::connect(d.addr).unwrap())
@@ -437,7 +437,7 @@ fn past_the_connection_cap_new_connections_get_a_fast_503() {
 fn a_request_body_is_never_read_so_a_huge_one_costs_nothing() {
     use std::io::Write;
     let dir = temp_dir();
-    let d = start_daemon(dir.path(), &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let d = start_demo_daemon(dir.path());
     let mut s = std::net::TcpStream::connect(d.addr).unwrap();
     s.write_all(
         b"PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 10000000000\r\n\r\n",

@@ -488,7 +488,7 @@ impl Drop for SmallDisk {
 fn a_full_disk_refuses_the_change_clearly_and_keeps_the_saved_and_served_role() {
     let disk = SmallDisk::new();
     let state = disk.dir.path().to_owned();
-    let d = start_daemon(&state, &["--issuer", "local", "--role-arn", ROLE_ARN]);
+    let d = start_demo_daemon(&state);
     let saved = std::fs::read(state.join("association.json")).unwrap();
     disk.fill();
     let out = client(&state, &["replace", "arn:aws:iam::123456789012:role/other"]);

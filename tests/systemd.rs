@@ -20,7 +20,7 @@ fn the_daemon_reports_ready_status_and_watchdog_to_systemd() {
     let notify = sock_path.to_str().unwrap().to_owned();
     let d = start_daemon_env(
         dir.path(),
-        &["--issuer", "local", "--role-arn", ROLE_ARN],
+        &LOCAL_DEMO,
         &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "200000")],
     );
     let mut seen = Vec::new();

@@ -15,6 +15,14 @@ use std::time::{Duration, Instant};
 /// The demo role used across tests.
 pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/demo";
 
+/// `serve` arguments for the demo role minted offline by the local issuer.
+pub const LOCAL_DEMO: [&str; 4] = ["--issuer", "local", "--role-arn", ROLE_ARN];
+
+/// Starts a daemon serving the demo role from the local issuer.
+pub fn start_demo_daemon(state_dir: &Path) -> Daemon {
+    start_daemon(state_dir, &LOCAL_DEMO)
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
