@@ -160,6 +160,12 @@ async fn keys_assumed_at_moto_and_served_by_the_daemon_work_for_a_real_call() {
 /// A daemon assuming roles at moto with `revoke-sessions = true`, plus
 /// `extra` config lines.
 fn start_revoking_daemon(moto: &Moto, dir: &std::path::Path, extra: &str) -> Daemon {
+    let cfg = revoking_config(moto, dir, extra);
+    start_daemon_with_base_credentials(dir, &["--config", &cfg])
+}
+
+/// Writes that daemon's config file into `dir`; returns its path.
+fn revoking_config(moto: &Moto, dir: &std::path::Path, extra: &str) -> String {
     let cfg = dir.join("hostrole.toml");
     std::fs::write(
         &cfg,
@@ -169,7 +175,7 @@ fn start_revoking_daemon(moto: &Moto, dir: &std::path::Path, extra: &str) -> Dae
         ),
     )
     .unwrap();
-    start_daemon_with_base_credentials(dir, &["--config", cfg.to_str().unwrap()])
+    cfg.display().to_string()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -303,20 +309,12 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     create_role(&moto, "demo").await;
     create_role(&moto, "other").await;
     let dir = temp_dir();
-    let cfg = dir.path().join("hostrole.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "issuer = \"sts\"\nregion = \"us-east-1\"\nsts-endpoint = \"{0}\"\niam-endpoint = \"{0}\"\nrevoke-sessions = true\n",
-            moto.url
-        ),
-    )
-    .unwrap();
+    let cfg = revoking_config(&moto, dir.path(), "");
     let home = dir.path().display().to_string();
     let none = dir.path().join("none").display().to_string();
     let d = start_daemon_env(
         dir.path(),
-        &["--config", cfg.to_str().unwrap()],
+        &["--config", &cfg],
         &[
             ("HOSTROLE_LOG", "trace"),
             ("AWS_ACCESS_KEY_ID", "AKIDBASEFORTRACETEST"),
