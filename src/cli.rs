@@ -205,8 +205,15 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// With this set to `true`, the AWS SDK logs the bodies of STS requests and
+/// responses at trace level: the role's secret key and session token.
+const SENSITIVE_BODIES_VAR: &str = "LOG_SENSITIVE_BODIES";
+
 /// Entry point of the `hostrole` binary.
 pub fn main() -> ExitCode {
+    // Before any thread exists: only then is changing the environment sound.
+    let sensitive_bodies_ignored = std::env::var_os(SENSITIVE_BODIES_VAR).is_some();
+    std::env::remove_var(SENSITIVE_BODIES_VAR);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -216,7 +223,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => serve(*args, sensitive_bodies_ignored),
         Command::Associate(args) => change(
             control::Request::Associate(args.role_request()),
             &args.client,
@@ -309,7 +316,7 @@ fn status(args: &StatusArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
     let settings = match config::load_file(args.config.as_deref())
         .and_then(|(file, path)| config::resolve(file, args.overrides(), path))
     {
@@ -360,6 +367,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(args.log_format);
+    if sensitive_bodies_ignored {
+        tracing::warn!(
+            "{SENSITIVE_BODIES_VAR} is set; ignored: it would make the AWS SDK log \
+             STS responses, secret keys and session tokens included"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -24,6 +24,7 @@ use crate::credentials::{validate_external_id, validate_session_name, Associatio
 use crate::metrics::Metrics;
 use crate::refresh::{RefresherHandle, Snapshot};
 use crate::revoke::SessionRevoker;
+use crate::slots::{Holder, Slots};
 use crate::state;
 
 /// Socket path used by a root daemon outside systemd.
@@ -32,8 +33,12 @@ pub const SYSTEM_CONTROL_SOCKET: &str = "/run/hostrole/control.sock";
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// How long associate and replace wait for the new role's first credentials.
 pub const FIRST_FETCH_WAIT: Duration = Duration::from_secs(10);
-/// Time a client has to send its request.
+/// Time a client has to send its request, and to take the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most control connections open at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Most control connections one user holds at once.
+pub const MAX_CONNECTIONS_PER_UID: usize = 8;
 
 /// A request on the control socket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -208,31 +213,23 @@ pub struct Control {
     pub revoker: Option<Arc<SessionRevoker>>,
     /// Serialises changes.
     pub changes: Mutex<()>,
+    /// Log lines about refused callers, bounded.
+    pub refusals: crate::logbudget::LogBudget,
 }
 
-/// Who is asking.
-#[derive(Debug, Clone, Copy)]
+/// Who is asking, as the kernel reports the peer when it connected
+/// (`SO_PEERCRED`, `SO_PEERGROUPS`): nothing is read from `/proc`, which
+/// the packaged sandbox hides.
+#[derive(Debug, Clone)]
 pub struct Caller {
     /// User id.
     pub uid: u32,
     /// Primary group id.
     pub gid: u32,
+    /// Supplementary group ids.
+    pub groups: Vec<u32>,
     /// Process id, when the kernel says.
     pub pid: Option<i32>,
-}
-
-/// Supplementary groups of a process, from `/proc/PID/status`.
-fn supplementary_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
-                g.split_whitespace()
-                    .filter_map(|n| n.parse().ok())
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
 }
 
 impl Control {
@@ -240,15 +237,8 @@ impl Control {
         if caller.uid == 0 {
             return true;
         }
-        match self.admin_gid {
-            Some(gid) => {
-                caller.gid == gid
-                    || caller
-                        .pid
-                        .is_some_and(|pid| supplementary_groups(pid).contains(&gid))
-            }
-            None => false,
-        }
+        self.admin_gid
+            .is_some_and(|gid| crate::peer::is_member(gid, caller.gid, &caller.groups))
     }
 
     fn status(&self) -> Status {
@@ -283,7 +273,9 @@ impl Control {
             }
         };
         if !self.may_change(&caller) {
-            tracing::warn!(target: "audit", uid = caller.uid, pid = caller.pid, op, "refused: permission denied");
+            if let Some(suppressed) = self.refusals.take() {
+                tracing::warn!(target: "audit", uid = caller.uid, pid = caller.pid, op, suppressed, "refused: permission denied");
+            }
             return Response {
                 ok: false,
                 error: Some(format!(
@@ -316,7 +308,7 @@ impl Control {
             }
             _ => {}
         }
-        match self.set(new, op, Some(caller)).await {
+        match self.set(new, op, Some(&caller), "control-socket").await {
             Ok(warning) => Response {
                 ok: true,
                 error: None,
@@ -328,19 +320,29 @@ impl Control {
         }
     }
 
-    /// Persists and applies a new association, and writes the audit line.
-    /// Callers serialise through `changes`.
+    /// Persists and applies a new association, and writes the audit line,
+    /// which names the `source` of the change (`control-socket`,
+    /// `config-reload`). Callers serialise through `changes`.
     /// On success, returns a warning if revoking the old role's sessions failed.
     async fn set(
         &self,
         new: Option<Association>,
         op: &str,
-        caller: Option<Caller>,
+        caller: Option<&Caller>,
+        source: &'static str,
     ) -> Result<Option<String>, String> {
         let (uid, pid) = (caller.map(|c| c.uid), caller.and_then(|c| c.pid));
         let current = self.snapshots.borrow().association.clone();
-        if let Err(e) = state::store_association(&self.state_dir, new.as_ref()) {
-            tracing::error!(target: "audit", uid, pid, op, error = %e, "change not saved; nothing changed");
+        // The write ends with fsync: off the runtime, so a slow disk holds
+        // up this command only, never the IMDS answers.
+        let (dir, to_store) = (self.state_dir.clone(), new.clone());
+        let stored =
+            tokio::task::spawn_blocking(move || state::store_association(&dir, to_store.as_ref()))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = stored {
+            tracing::error!(target: "audit", uid, pid, op, source, error = %e, "change not saved; nothing changed");
             return Err(format!("cannot save the change, nothing changed: {e}"));
         }
         let old_role = current.as_ref().map(|a| a.role.to_string());
@@ -358,6 +360,7 @@ impl Control {
             uid,
             pid,
             op,
+            source,
             old_role = old_role.as_deref().unwrap_or("none"),
             new_role = new_role.as_deref().unwrap_or("none"),
             "association changed"
@@ -413,17 +416,25 @@ impl Control {
         }
     }
 
-    /// Applies the role named by a re-read configuration, if it names one
-    /// that differs from the current association.
-    pub async fn apply_configured(&self, configured: Option<Association>) -> Result<(), String> {
+    /// Applies the role named by a re-read configuration whose role changed
+    /// since the last load, if it differs from the current association.
+    /// `Err`: nothing changed; `Ok(Some(warning))`: changed, with a warning.
+    pub async fn apply_configured(
+        &self,
+        configured: Option<Association>,
+    ) -> Result<Option<String>, String> {
         let _serial = self.changes.lock().await;
         let current = self.snapshots.borrow().association.clone();
         match configured {
             Some(new) if current.as_ref() != Some(&new) => {
-                let warning = self.set(Some(new), "reload", None).await?;
-                warning.map_or(Ok(()), Err)
+                let op = if current.is_some() {
+                    "replace"
+                } else {
+                    "associate"
+                };
+                self.set(Some(new), op, None, "config-reload").await
             }
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 }
@@ -447,12 +458,17 @@ fn role_request(r: RoleRequest) -> Result<Association, String> {
     })
 }
 
-/// Serves the control socket until `shutdown` completes.
+/// Serves the control socket until `shutdown` completes. Connections are
+/// bounded: [`MAX_CONNECTIONS`] at once, [`MAX_CONNECTIONS_PER_UID`] per
+/// user, each with [`MAX_REQUEST_BYTES`] and [`REQUEST_TIMEOUT`] to ask and
+/// as long to take the answer; past a bound the connection is refused at
+/// once, so no local user can exhaust the daemon's descriptors or memory.
 pub async fn serve(
     listener: UnixListener,
     control: Arc<Control>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_UID, false);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -466,22 +482,61 @@ pub async fn serve(
                 }
             },
         };
+        let caller = match peer_of(&stream) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: cannot identify the caller; closing");
+                continue;
+            }
+        };
+        let slot = match slots.acquire(Holder::Uid(caller.uid)) {
+            Ok(slot) => slot,
+            Err(why) => {
+                if let Some(suppressed) = control.refusals.take() {
+                    tracing::warn!(
+                        uid = caller.uid,
+                        pid = caller.pid,
+                        suppressed,
+                        "control socket: {why}; refusing"
+                    );
+                }
+                let mut answer = serde_json::to_vec(&Response {
+                    ok: false,
+                    error: Some(format!("the daemon is busy ({why}); try again")),
+                    warning: None,
+                    permission_denied: false,
+                    status: None,
+                })
+                .expect("plain data serializes");
+                answer.push(b'\n');
+                // Best effort, never waiting: the socket buffer takes it.
+                let _ = stream.try_write(&answer);
+                continue;
+            }
+        };
         let control = control.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &control).await {
+            if let Err(e) = connection(stream, caller, &control).await {
                 tracing::debug!(error = %e, "control connection ended with an error");
             }
+            drop(slot);
         });
     }
 }
 
-async fn connection(stream: UnixStream, control: &Control) -> std::io::Result<()> {
+/// The caller at the other end of a control connection.
+fn peer_of(stream: &UnixStream) -> std::io::Result<Caller> {
+    use std::os::fd::AsFd;
     let cred = stream.peer_cred()?;
-    let caller = Caller {
+    Ok(Caller {
         uid: cred.uid(),
         gid: cred.gid(),
+        groups: crate::peer::unix_peer_groups(stream.as_fd())?,
         pid: cred.pid(),
-    };
+    })
+}
+
+async fn connection(stream: UnixStream, caller: Caller, control: &Control) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
     let mut line = Vec::new();
@@ -513,8 +568,16 @@ async fn connection(stream: UnixStream, control: &Control) -> std::io::Result<()
     };
     let mut out = serde_json::to_vec(&response).expect("plain data serializes");
     out.push(b'\n');
-    write.write_all(&out).await?;
-    write.shutdown().await
+    // A caller that does not read its answer does not hold the slot.
+    match tokio::time::timeout(REQUEST_TIMEOUT, async {
+        write.write_all(&out).await?;
+        write.shutdown().await
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Ok(()),
+    }
 }
 
 /// A client-side failure.

@@ -304,6 +304,7 @@ pub async fn run(
         metrics: metrics.clone(),
         revoker,
         changes: tokio::sync::Mutex::new(()),
+        refusals: Default::default(),
     });
     let control_task = tokio::spawn(control::serve(control_listener, control.clone(), stopped()));
     if let Some(reload) = reload {
@@ -334,6 +335,10 @@ pub async fn run(
         metrics: metrics.clone(),
         hop_limit: settings.hop_limit,
         access: settings.access.clone(),
+        local_addrs: server::LocalAddrs::default(),
+        groups: crate::access::GroupCache::default(),
+        refusals: Default::default(),
+        full: Default::default(),
     });
     tokio::spawn(async move {
         shutdown.await;
@@ -362,8 +367,55 @@ pub async fn run(
     Ok(())
 }
 
-/// On every SIGHUP: re-reads the configuration; a bad one is logged and the
-/// running one kept; a changed role is applied as `replace` would.
+/// How long a configuration reload may take (a config path on a hung
+/// network mount, or a FIFO, blocks its reader) before it is given up.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The settings that a reload does not apply: they take effect at the next
+/// start, and a reload that changes them says so.
+fn needs_restart(new: &Settings, running: &Settings) -> Vec<&'static str> {
+    [
+        ("listen", new.listen != running.listen),
+        ("issuer", new.issuer != running.issuer),
+        ("region", new.region != running.region),
+        (
+            "availability-zone",
+            new.availability_zone != running.availability_zone,
+        ),
+        ("sts-endpoint", new.sts_endpoint != running.sts_endpoint),
+        ("iam-endpoint", new.iam_endpoint != running.iam_endpoint),
+        (
+            "revoke-sessions",
+            new.revoke_sessions != running.revoke_sessions,
+        ),
+        (
+            "session-duration-seconds",
+            new.session_duration != running.session_duration,
+        ),
+        ("imds-v1", new.imds_v1 != running.imds_v1),
+        ("hop-limit", new.hop_limit != running.hop_limit),
+        ("allowed-uids/allowed-gids", new.access != running.access),
+        ("admin-group", new.admin_gid != running.admin_gid),
+        (
+            "metrics-listen",
+            new.metrics_listen != running.metrics_listen,
+        ),
+        ("state-dir", new.state_dir != running.state_dir),
+        (
+            "control-socket",
+            new.control_socket != running.control_socket,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
+}
+
+/// On every SIGHUP: re-reads the configuration off the runtime (bounded by
+/// [`RELOAD_TIMEOUT`]); a bad or blocked one is logged and the running one
+/// kept. The file's role is applied only when the file's role itself changed
+/// since the last load: a reload never undoes a `disassociate` or `replace`
+/// made through the control socket.
 async fn reload_on_sighup(
     reload: Reload,
     running: Settings,
@@ -375,43 +427,57 @@ async fn reload_on_sighup(
         tracing::warn!("cannot install the SIGHUP handler; reload needs a restart");
         return;
     };
+    let reload = Arc::new(reload);
+    // The file's role as of the last load that was applied.
+    let mut loaded_role = running.association.clone();
+    let mut pending: Option<tokio::task::JoinHandle<Result<Settings, ConfigError>>> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             got = hup.recv() => if got.is_none() { return },
         }
-        let new = match reload() {
-            Ok(s) => s,
-            Err(e) => {
+        if pending.as_ref().is_some_and(|p| !p.is_finished()) {
+            tracing::error!("configuration reload skipped: the previous one is still blocked reading the configuration");
+            continue;
+        }
+        let read = reload.clone();
+        let mut task = tokio::task::spawn_blocking(move || read());
+        let new = match tokio::time::timeout(RELOAD_TIMEOUT, &mut task).await {
+            Ok(Ok(Ok(s))) => s,
+            Ok(Ok(Err(e))) => {
                 tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
                 continue;
             }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "configuration reload failed; keeping the running configuration");
+                continue;
+            }
+            Err(_) => {
+                tracing::error!(
+                    timeout_s = RELOAD_TIMEOUT.as_secs(),
+                    "configuration reload timed out (is the configuration file on a hung mount, or a FIFO?); keeping the running configuration"
+                );
+                pending = Some(task);
+                continue;
+            }
         };
-        let restart_needed: Vec<&str> = [
-            ("listen", new.listen != running.listen),
-            ("issuer", new.issuer != running.issuer),
-            ("region", new.region != running.region),
-            ("sts-endpoint", new.sts_endpoint != running.sts_endpoint),
-            (
-                "session-duration-seconds",
-                new.session_duration != running.session_duration,
-            ),
-            ("imds-v1", new.imds_v1 != running.imds_v1),
-            ("state-dir", new.state_dir != running.state_dir),
-            (
-                "control-socket",
-                new.control_socket != running.control_socket,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(key, changed)| changed.then_some(key))
-        .collect();
+        let restart_needed = needs_restart(&new, &running);
         if !restart_needed.is_empty() {
             tracing::warn!(keys = ?restart_needed, "these settings changed and take effect at the next restart");
         }
-        match control.apply_configured(new.association).await {
-            Ok(()) => tracing::info!("configuration reloaded"),
+        if new.association == loaded_role {
+            tracing::info!("configuration reloaded; the role in it is unchanged, so the current association stays");
+            continue;
+        }
+        match control.apply_configured(new.association.clone()).await {
+            Ok(warning) => {
+                loaded_role = new.association;
+                match warning {
+                    None => tracing::info!("configuration reloaded"),
+                    Some(w) => tracing::warn!(warning = %w, "configuration reloaded"),
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "configuration reloaded, but the role could not be changed")
             }
@@ -486,6 +552,7 @@ pub fn initial_association(settings: &Settings) -> Result<Option<Association>, D
                 state::store_association(&settings.state_dir, Some(configured))?;
                 tracing::info!(
                     target: "audit",
+                    source = "config-start",
                     old_role = persisted.as_ref().map(|a| a.role.as_str()).unwrap_or("none"),
                     new_role = configured.role.as_str(),
                     "association set from the configuration"

@@ -52,12 +52,35 @@ pub struct Endpoint {
     pub clock: SharedClock,
 }
 
-/// Who sent the request.
+/// Who sent the request, as the server found out once per connection.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Peer {
     /// The remote address, when known.
     pub addr: Option<SocketAddr>,
+    /// Not in `allowed-uids`/`allowed-gids` (or not a local user while an
+    /// allow-list is set): may not learn the role or read its credentials.
+    pub role_denied: bool,
+    /// With hop limit 1, a caller whose source address is not one of this
+    /// host's own: gets no token (a container on the host's own bridge is
+    /// not routed, so the hop limit alone cannot stop it).
+    pub not_local: bool,
 }
+
+/// The IP TTL (IPv6 hop limit) a response must leave with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseTtl {
+    /// The system's.
+    System,
+    /// The configured hop limit, for this response and for the rest of
+    /// the connection's life (a token's bytes may be retransmitted later).
+    HopLimit,
+}
+
+/// Why a token is refused to a caller from elsewhere.
+pub const NOT_LOCAL_REFUSAL: &str =
+    "token refused: the caller's address is not this host's own address (hop-limit 1)";
+/// Why the role is hidden from a caller outside the allow-list.
+pub const ALLOW_LIST_REFUSAL: &str = "credentials refused: caller not in allowed-uids/allowed-gids";
 
 /// What the handler decided.
 #[derive(Debug)]
@@ -68,6 +91,10 @@ pub struct Reply {
     pub route: &'static str,
     /// The snapshot held credentials that have expired: wake the refresher.
     pub stale: bool,
+    /// The TTL the response needs.
+    pub ttl: ResponseTtl,
+    /// Why the caller was refused, for the log.
+    pub refused: Option<&'static str>,
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
@@ -83,6 +110,12 @@ pub fn forbidden() -> Response<Bytes> {
     status_only(StatusCode::FORBIDDEN)
 }
 
+/// The answer when the daemon cannot answer safely (a token whose TTL
+/// cannot be set).
+pub fn unavailable() -> Response<Bytes> {
+    status_only(StatusCode::SERVICE_UNAVAILABLE)
+}
+
 fn status_only(status: StatusCode) -> Response<Bytes> {
     let body = match status {
         StatusCode::BAD_REQUEST => "Bad Request",
@@ -90,6 +123,7 @@ fn status_only(status: StatusCode) -> Response<Bytes> {
         StatusCode::FORBIDDEN => "Forbidden",
         StatusCode::NOT_FOUND => "Not Found",
         StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed",
+        StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
         _ => "Error",
     };
     text(status, body)
@@ -102,15 +136,33 @@ fn not_allowed(allow: &'static str) -> Response<Bytes> {
     r
 }
 
-/// `Host` must be an IP literal or `localhost` (with an optional port), so
-/// that a web page cannot reach the endpoint through DNS rebinding.
-pub fn host_is_allowed(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(http::header::HOST) else {
-        return true; // HTTP/1.0 clients may omit it.
-    };
-    let Ok(host) = value.to_str() else {
+/// The host a request names must be an IP literal or `localhost` (with an
+/// optional port), so that a web page cannot reach the endpoint through DNS
+/// rebinding. That holds for the `Host` header (at most one) and for the
+/// authority of an absolute-form target (`GET http://host/… HTTP/1.1`),
+/// which HTTP/1.1 servers must prefer to `Host`; when both are present they
+/// must name the same host.
+pub fn host_is_allowed<B>(req: &Request<B>) -> bool {
+    let mut headers = req.headers().get_all(http::header::HOST).iter();
+    let (header, second) = (headers.next(), headers.next());
+    if second.is_some() {
         return false;
+    }
+    let header = match header.map(HeaderValue::to_str) {
+        None => None, // HTTP/1.0 clients may omit it.
+        Some(Ok(host)) if authority_is_allowed(host) => Some(host),
+        Some(_) => return false,
     };
+    match req.uri().authority().map(|a| a.as_str()) {
+        None => true,
+        Some(target) => {
+            authority_is_allowed(target) && header.map_or(true, |h| h.eq_ignore_ascii_case(target))
+        }
+    }
+}
+
+/// `host[:port]` where host is an IP literal (`[v6]` for IPv6) or `localhost`.
+fn authority_is_allowed(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
             Some((v6, port)) if port.is_empty() || valid_port(port.strip_prefix(':')) => {
@@ -221,33 +273,35 @@ fn credential_document(c: &Credentials, account_id: Option<&str>) -> Response<By
     }
 }
 
-/// A metadata API version: `latest` or a dated one such as `2016-09-02`.
+/// The dated metadata API versions EC2 lists at `/`, oldest first.
+pub const DATED_VERSIONS: &str = "1.0 2007-01-19 2007-03-01 2007-08-29 2007-10-10 2007-12-15 \
+2008-02-01 2008-09-01 2009-04-04 2011-01-01 2011-05-01 2012-01-12 2014-02-25 2014-11-05 \
+2015-10-20 2016-04-19 2016-06-30 2016-09-02 2018-03-28 2018-08-17 2018-09-24 2019-10-01 \
+2020-10-27 2021-01-03 2021-03-23 2021-07-15 2022-09-24 2024-04-11";
+
+/// A metadata API version EC2 serves: `latest` or one of [`DATED_VERSIONS`].
 fn is_version(segment: &str) -> bool {
-    segment == "latest"
-        || (segment.len() == 10
-            && segment.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            }))
+    segment == "latest" || DATED_VERSIONS.split(' ').any(|v| v == segment)
 }
 
 /// Answers one IMDS request.
-pub fn handle<B>(
-    req: &Request<B>,
-    snapshot: &Snapshot,
-    endpoint: &Endpoint,
-    _peer: &Peer,
-) -> Reply {
+pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, peer: &Peer) -> Reply {
     let reply = |response, route| Reply {
         response,
         route,
         stale: false,
+        ttl: ResponseTtl::System,
+        refused: None,
+    };
+    let refuse = |route, why| Reply {
+        response: forbidden(),
+        route,
+        stale: false,
+        ttl: ResponseTtl::System,
+        refused: Some(why),
     };
     let headers = req.headers();
-    if !host_is_allowed(headers) {
+    if !host_is_allowed(req) {
         return reply(status_only(StatusCode::BAD_REQUEST), "bad-host");
     }
     // Split the path into its segments, tolerating repeated and trailing slashes.
@@ -273,12 +327,18 @@ pub fn handle<B>(
         let Some(ttl) = parse_ttl(headers) else {
             return reply(status_only(StatusCode::BAD_REQUEST), "token");
         };
+        if peer.not_local {
+            return refuse("token", NOT_LOCAL_REFUSAL);
+        }
         let token = endpoint.tokens.issue(Duration::from_secs(ttl));
         let mut response = text(StatusCode::OK, token);
         response
             .headers_mut()
             .insert(TOKEN_TTL_HEADER, HeaderValue::from(ttl));
-        return reply(response, "token");
+        return Reply {
+            ttl: ResponseTtl::HopLimit,
+            ..reply(response, "token")
+        };
     }
     if method != Method::GET && method != Method::HEAD {
         let allow = if is_token_path { "PUT" } else { "GET, HEAD" };
@@ -314,6 +374,13 @@ pub fn handle<B>(
     let role = snapshot.association.as_ref().map(|a| &a.role);
     let id = &endpoint.identity;
     let not_found = || status_only(StatusCode::NOT_FOUND);
+    // The role's name and credentials are decided here, before anything
+    // about them is rendered.
+    if peer.role_denied
+        && matches!(segments.as_slice(), [v, "meta-data", "iam", ..] if is_version(v))
+    {
+        return refuse("iam-refused", ALLOW_LIST_REFUSAL);
+    }
 
     let (response, route) = match segments.as_slice() {
         [] => (text(StatusCode::OK, "latest"), "index"),
@@ -414,5 +481,7 @@ pub fn handle<B>(
         response,
         route,
         stale,
+        ttl: ResponseTtl::System,
+        refused: None,
     }
 }

@@ -22,6 +22,7 @@ use crate::clock::SharedClock;
 use crate::credentials::Association;
 use crate::issuer::{CredentialSource, FailureKind, FetchFuture};
 use crate::refresh::Snapshot;
+use crate::slots::{Holder, Slots};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -227,6 +228,7 @@ impl CredentialSource for Instrumented {
                     let kind = match e.kind {
                         FailureKind::Transient => "transient",
                         FailureKind::Throttled => "throttled",
+                        FailureKind::BaseCredentialsRejected => "base_credentials_rejected",
                         FailureKind::Fatal => "fatal",
                     };
                     self.metrics
@@ -240,7 +242,18 @@ impl CredentialSource for Instrumented {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+/// Most metrics connections open at once; past it a new one is closed.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Most metrics connections one caller (a local uid, else an address)
+/// holds at once.
+pub const MAX_CONNECTIONS_PER_CALLER: usize = 16;
+/// Time a metrics client has to send its request head, and most time one
+/// connection is kept.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes, with
+/// bounded connections like every other listener.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
@@ -251,9 +264,16 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving metrics");
     }
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CALLER, false);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(REQUEST_TIMEOUT)
+        .max_buf_size(8192)
+        .max_headers(32);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -263,6 +283,20 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let holder = stream
+            .local_addr()
+            .ok()
+            .and_then(|local| crate::peer::tcp_socket_owner(peer, local).ok().flatten())
+            .map_or(Holder::Addr(peer.ip().to_canonical()), |o| {
+                Holder::Uid(o.uid)
+            });
+        let slot = match slots.acquire(holder) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(%peer, "metrics: {why}; closing");
+                continue;
+            }
         };
         let (metrics, snapshots, clock) = (metrics.clone(), snapshots.clone(), clock.clone());
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -281,10 +315,10 @@ pub async fn serve(
             };
             async move { response }
         });
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            drop(slot);
         });
     }
 }

@@ -7,10 +7,11 @@
 //! together. It is the only caller of the [`CredentialSource`], so at most
 //! one STS call is in flight whatever the request load.
 //!
-//! Failures: transient ones and throttling back off exponentially with
-//! jitter while the last good credentials keep being served until they
-//! expire; a fatal one (access denied, no such role) withdraws the
-//! credentials at once and retries slowly.
+//! Failures: transient ones, throttling and STS rejecting the host's base
+//! credentials back off exponentially with jitter while the last good
+//! credentials keep being served until they expire; a fatal one (access
+//! denied, no such role) withdraws the credentials at once and retries
+//! slowly.
 //!
 //! Expiry is tracked twice: the STS expiry is converted once, at fetch, to a
 //! deadline on the boot clock (which counts suspend and ignores wall-clock
@@ -52,6 +53,9 @@ pub const RETRY_CAP: Duration = Duration::from_secs(120);
 pub const THROTTLE_BASE: Duration = Duration::from_secs(10);
 /// Longest retry delay after throttling.
 pub const THROTTLE_CAP: Duration = Duration::from_secs(300);
+/// Longest retry delay while STS rejects the base credentials: they may be
+/// rotated or renewed at any moment, and the served ones run out meanwhile.
+pub const BASE_CREDENTIALS_RETRY_CAP: Duration = Duration::from_secs(60);
 /// Retry delay after a fatal failure.
 pub const FATAL_RETRY: Duration = Duration::from_secs(300);
 /// A last attempt is made this long before the served credentials expire,
@@ -87,6 +91,7 @@ pub fn retry_delay(kind: FailureKind, failures: u32, jitter_draw: f64) -> Durati
     let (base, cap) = match kind {
         FailureKind::Transient => (RETRY_BASE, RETRY_CAP),
         FailureKind::Throttled => (THROTTLE_BASE, THROTTLE_CAP),
+        FailureKind::BaseCredentialsRejected => (RETRY_BASE, BASE_CREDENTIALS_RETRY_CAP),
         FailureKind::Fatal => (FATAL_RETRY, FATAL_RETRY),
     };
     let exp = failures.saturating_sub(1).min(16);
@@ -515,6 +520,9 @@ mod tests {
         assert_eq!(t(30, 1.0), RETRY_CAP);
         assert_eq!(retry_delay(FailureKind::Throttled, 1, 1.0), THROTTLE_BASE);
         assert_eq!(retry_delay(FailureKind::Throttled, 10, 1.0), THROTTLE_CAP);
+        let base = |n, d| retry_delay(FailureKind::BaseCredentialsRejected, n, d);
+        assert_eq!(base(1, 1.0), RETRY_BASE);
+        assert_eq!(base(30, 1.0), BASE_CREDENTIALS_RETRY_CAP);
         assert_eq!(retry_delay(FailureKind::Fatal, 1, 1.0), FATAL_RETRY);
     }
 }

@@ -7,12 +7,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, RawFd};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,17 +19,25 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-use crate::access::{AllowList, Caller};
-use crate::imds::{handle, Endpoint, Peer};
+use crate::access::{AllowList, GroupCache};
+use crate::imds::{handle, Endpoint, Peer, ResponseTtl};
+use crate::logbudget::LogBudget;
 use crate::metrics::Metrics;
+use crate::peer::{tcp_socket_owner, SocketOwner};
 use crate::refresh::{RefresherHandle, Snapshot};
+use crate::slots::{Holder, Slot, Slots, EVICT_GRACE};
 
-/// Most connections served at once; more are refused with a 503.
+/// Most connections served at once. Past it, the least recently active
+/// connection of the caller holding the most is closed to make room; a 503
+/// only when that cannot be done.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Most connections one caller (a local uid, else an address) holds; past
+/// it, that caller's own least recently active connection makes room.
+pub const MAX_CONNECTIONS_PER_CALLER: usize = MAX_CONNECTIONS / 2;
 /// Time a client has to send a complete request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted (hyper's minimum buffer).
@@ -59,79 +65,119 @@ pub struct App {
     pub hop_limit: u8,
     /// Who may read credentials, when restricted.
     pub access: Option<AllowList>,
+    /// This host's own addresses, for the hop-limit-1 source check.
+    pub local_addrs: LocalAddrs,
+    /// Callers' groups, for `allowed-gids`.
+    pub groups: GroupCache,
+    /// Log lines about refused requests, bounded.
+    pub refusals: LogBudget,
+    /// Log lines about refused connections, bounded.
+    pub full: LogBudget,
 }
 
-/// What one connection knows about itself.
+/// What one connection knows about itself, found once when it is accepted.
 #[derive(Debug)]
 pub struct Conn {
-    /// The caller's address.
+    /// The caller, as the handler sees it.
     pub peer: Peer,
-    /// Our address on this connection.
-    pub local: Option<SocketAddr>,
-    /// The TTL the next response is to be written with (0: leave as is).
-    ttl: Arc<AtomicU32>,
-    /// The system's TTL for this socket, restored after a token response.
-    default_ttl: u32,
-    /// The owner of the caller's socket, looked up once, when first needed.
-    caller: OnceLock<Option<Caller>>,
+    /// The owner of the caller's socket, when the caller is on this host.
+    pub owner: Option<SocketOwner>,
+    /// The socket, to set its TTL (see [`Conn::lock_hop_limit`]).
+    fd: RawFd,
+    /// Our end is an IPv6 socket (IPv4 clients of it come v4-mapped).
+    v6: bool,
+    /// The socket's TTL is the hop limit for the rest of its life.
+    hop_locked: AtomicBool,
+    /// This connection's slot, touched at every request.
+    slot: Slot,
 }
 
 impl Conn {
-    fn caller(&self) -> Option<Caller> {
-        *self
-            .caller
-            .get_or_init(|| match (self.peer.addr, self.local) {
-                (Some(peer), Some(local)) => crate::access::caller(peer, local),
-                _ => None,
-            })
+    /// Sets the socket's IP TTL (and IPv6 hop limit) to `hop_limit`, for
+    /// good: every byte written from now on, the token's and any pipelined
+    /// answer's, and every retransmission of an earlier one, leaves with
+    /// it. Returning the TTL to the system's after the token would let the
+    /// kernel retransmit a lost token segment, or a pipelined answer carry
+    /// it, with the higher TTL.
+    fn lock_hop_limit(&self, hop_limit: u8) -> io::Result<()> {
+        if self.hop_locked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // SAFETY: `fd` is the connection's socket, owned by the hyper
+        // connection that owns the service calling this; it stays open for
+        // as long as that service can be called.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let sock = socket2::SockRef::from(&fd);
+        let ttl = u32::from(hop_limit);
+        if self.v6 {
+            sock.set_unicast_hops_v6(ttl)?;
+            // A v4 client of a dual-stack listener: its packets use IP_TTL.
+            // An IPv6-only socket refuses it, and needs it not.
+            let _ = sock.set_ttl_v4(ttl);
+        } else {
+            sock.set_ttl_v4(ttl)?;
+        }
+        self.hop_locked.store(true, Ordering::Release);
+        Ok(())
     }
 }
 
 impl App {
     /// Answers one request.
     pub fn respond<B>(&self, req: &Request<B>, conn: &Conn) -> Response<Full<Bytes>> {
-        let peer = &conn.peer;
+        conn.slot.touch();
         let snapshot = self.snapshots.borrow().clone();
-        let mut reply = handle(req, &snapshot, &self.endpoint, peer);
+        let mut reply = handle(req, &snapshot, &self.endpoint, &conn.peer);
         drop(snapshot);
         if reply.stale {
             self.refresher.wake();
         }
-        if reply.route.starts_with("credentials") {
-            if let Some(list) = &self.access {
-                let caller = conn.caller();
-                if !caller.is_some_and(|c| list.allows(c.uid)) {
-                    let pid = caller.and_then(|c| crate::access::pid_of_socket(c.inode));
-                    tracing::warn!(
-                        peer = ?peer.addr,
-                        uid = caller.map(|c| c.uid),
-                        pid,
-                        route = reply.route,
-                        "credentials refused: caller not in allowed-uids/allowed-gids"
-                    );
-                    reply.response = crate::imds::forbidden();
-                }
+        if let Some(why) = reply.refused {
+            if let Some(suppressed) = self.refusals.take() {
+                tracing::warn!(
+                    peer = ?conn.peer.addr,
+                    uid = conn.owner.map(|o| o.uid),
+                    inode = conn.owner.map(|o| o.inode),
+                    route = reply.route,
+                    suppressed,
+                    "{why}"
+                );
             }
         }
-        // A token response leaves with the configured hop limit, as on EC2;
-        // every other response with the system's TTL.
-        let token_issued = reply.route == "token" && reply.response.status().is_success();
-        let ttl = if token_issued {
-            u32::from(self.hop_limit)
-        } else {
-            conn.default_ttl
-        };
-        conn.ttl.store(ttl, Ordering::Relaxed);
+        if reply.ttl == ResponseTtl::HopLimit {
+            if let Err(e) = conn.lock_hop_limit(self.hop_limit) {
+                // No token leaves without the hop limit.
+                tracing::error!(error = %e, ttl = self.hop_limit, "cannot set the IP TTL; token withheld");
+                reply.response = crate::imds::unavailable();
+            }
+        }
         self.metrics
             .observe_request(reply.route, reply.response.status().as_u16());
         tracing::debug!(
             method = %req.method(),
             route = reply.route,
             status = reply.response.status().as_u16(),
-            peer = ?peer.addr,
+            peer = ?conn.peer.addr,
             "request"
         );
         reply.response.map(Full::new)
+    }
+
+    /// What the handler is told about a newly accepted caller.
+    async fn peer(&self, addr: SocketAddr, local: SocketAddr, owner: Option<SocketOwner>) -> Peer {
+        let role_denied = match &self.access {
+            None => false,
+            Some(list) => match owner {
+                Some(o) => !list.allows(o.uid, &self.groups).await,
+                None => true,
+            },
+        };
+        let not_local = self.hop_limit == 1 && !self.local_addrs.contains(addr.ip(), local.ip());
+        Peer {
+            addr: Some(addr),
+            role_denied,
+            not_local,
+        }
     }
 }
 
@@ -175,8 +221,9 @@ pub fn listeners_from_systemd() -> io::Result<Option<Vec<TcpListener>>> {
 
 /// Serves on `listeners` until `shutdown` completes, then drains.
 pub async fn run(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CALLER, true);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let tracker = tokio_util::task::TaskTracker::new();
     let mut loops = tokio::task::JoinSet::new();
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
@@ -187,18 +234,17 @@ pub async fn run(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Futu
             app.clone(),
             slots.clone(),
             stop_rx.clone(),
+            tracker.clone(),
         ));
     }
     shutdown.await;
     let _ = stop_tx.send(true);
     while loops.join_next().await.is_some() {}
-    // Every connection holds a slot until it ends: all slots free means
-    // every connection has been answered and closed.
-    let all = u32::try_from(MAX_CONNECTIONS).expect("connection cap fits u32");
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
         .await
-        .is_ok();
-    if drained {
+        .is_ok()
+    {
         tracing::info!("all connections drained");
     } else {
         tracing::warn!(
@@ -211,8 +257,9 @@ pub async fn run(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Futu
 async fn accept_loop(
     listener: TcpListener,
     app: Arc<App>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     mut stop: watch::Receiver<bool>,
+    tracker: tokio_util::task::TaskTracker,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -221,13 +268,24 @@ async fn accept_loop(
         .max_buf_size(MAX_REQUEST_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
+    let connections = stop.clone();
+    let serve = |stream, addr| {
+        if let Some(admitted) = admit(stream, addr, &slots, &app.full) {
+            tracker.spawn(serve_connection(
+                admitted,
+                app.clone(),
+                builder.clone(),
+                connections.clone(),
+            ));
+        }
+    };
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => break,
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, addr)) => serve(stream, addr, &builder, &app, &slots, &stop),
+            Ok((stream, addr)) => serve(stream, addr),
             Err(e) => {
                 // EMFILE and friends: log, pause briefly, keep going.
                 tracing::warn!(error = %e, "accept failed");
@@ -240,177 +298,193 @@ async fn accept_loop(
     // and answer them before the listener goes.
     while let Ok(Ok((stream, addr))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
     {
-        serve(stream, addr, &builder, &app, &slots, &stop);
+        serve(stream, addr);
     }
 }
 
-/// Serves one accepted connection on its own task.
-fn serve(
+/// An accepted connection that has its slot.
+struct Admitted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    owner: Option<SocketOwner>,
+    slot: Slot,
+}
+
+/// Takes a slot for an accepted connection, or refuses it with a 503.
+fn admit(
     mut stream: TcpStream,
-    addr: SocketAddr,
-    builder: &hyper::server::conn::http1::Builder,
-    app: &Arc<App>,
-    slots: &Arc<Semaphore>,
-    stop: &watch::Receiver<bool>,
-) {
-    let Ok(permit) = slots.clone().try_acquire_owned() else {
-        tracing::warn!(peer = %addr, "connection limit reached; refusing");
-        tokio::spawn(async move {
-            let _ = stream
-                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await;
-            let _ = stream.shutdown().await;
-        });
-        return;
+    peer: SocketAddr,
+    slots: &Arc<Slots>,
+    log: &LogBudget,
+) -> Option<Admitted> {
+    let local = stream.local_addr().ok()?;
+    // One exact kernel query (sock_diag) for the caller's socket: the key
+    // of its slot, and its uid for the allow-list.
+    let owner = match tcp_socket_owner(peer, local) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "cannot look up the caller's socket");
+            None
+        }
     };
+    let holder = match owner {
+        Some(o) => Holder::Uid(o.uid),
+        None => Holder::Addr(peer.ip().to_canonical()),
+    };
+    match slots.acquire(holder) {
+        Ok(slot) => Some(Admitted {
+            stream,
+            peer,
+            local,
+            owner,
+            slot,
+        }),
+        Err(why) => {
+            if let Some(suppressed) = log.take() {
+                tracing::warn!(%peer, %holder, suppressed, "{why}; refusing");
+            }
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+            None
+        }
+    }
+}
+
+/// Serves one admitted connection until it closes, is evicted, or the
+/// server stops.
+async fn serve_connection(
+    admitted: Admitted,
+    app: Arc<App>,
+    builder: hyper::server::conn::http1::Builder,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Admitted {
+        stream,
+        peer: addr,
+        local,
+        owner,
+        slot,
+    } = admitted;
     let _ = stream.set_nodelay(true);
     let open = app.metrics.connection_opened();
-    let local = stream.local_addr().ok();
-    let stream = HopLimited::new(stream, local.is_some_and(|a| a.is_ipv6()));
-    let conn_info = Arc::new(Conn {
-        peer: Peer { addr: Some(addr) },
-        local,
-        ttl: stream.want.clone(),
-        default_ttl: stream.applied,
-        caller: OnceLock::new(),
+    let peer = app.peer(addr, local, owner).await;
+    let evict = slot.evict.clone();
+    let conn = Arc::new(Conn {
+        peer,
+        owner,
+        fd: stream.as_raw_fd(),
+        v6: local.is_ipv6(),
+        hop_locked: AtomicBool::new(false),
+        slot,
     });
     // Set once the first request head has been read.
     let asked = Arc::new(tokio::sync::Notify::new());
-    let app = app.clone();
     let service = {
         let asked = asked.clone();
         service_fn(move |req: Request<Incoming>| {
             asked.notify_one();
-            let response = app.respond(&req, &conn_info);
+            let response = app.respond(&req, &conn);
             async move { Ok::<_, Infallible>(response) }
         })
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
-    let mut stop = stop.clone();
-    tokio::spawn(async move {
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => Some(r),
-            _ = stop.wait_for(|s| *s) => None,
-        };
-        let result = match result {
-            Some(r) => r,
-            None => {
-                // Stopping. A connection that has not sent its request yet
-                // looks idle to hyper, which would close it unanswered: give
-                // it a moment to send one first.
-                let first = tokio::select! {
-                    r = conn.as_mut() => Some(r),
-                    _ = asked.notified() => None,
-                    _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => None,
-                };
-                match first {
-                    Some(r) => r,
-                    None => {
-                        // Finish the request in progress, then close.
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => None,
+        _ = evict.notified() => {
+            // Making room for a new caller: finish the request in progress,
+            // if any, then close; at most EVICT_GRACE.
+            tracing::debug!(peer = %addr, "closing the least recently active connection to make room");
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(EVICT_GRACE, conn.as_mut()).await {
+                Ok(r) => Some(r),
+                Err(_) => Some(Ok(())),
+            }
+        }
+    };
+    let result = match result {
+        Some(r) => r,
+        None => {
+            // Stopping. A connection that has not sent its request yet
+            // looks idle to hyper, which would close it unanswered: give
+            // it a moment to send one first.
+            let first = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                _ = asked.notified() => None,
+                _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => None,
+            };
+            match first {
+                Some(r) => r,
+                None => {
+                    // Finish the request in progress, then close.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
                 }
             }
-        };
-        if let Err(e) = result {
-            tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
         }
-        drop(open);
-        drop(permit);
-    });
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+    }
+    drop(open);
 }
 
-/// A connection whose IP TTL (IPv6 hop limit) can be changed between
-/// responses: the handler stores the TTL the next response needs, and it is
-/// set on the socket just before that response's first byte is written.
-struct HopLimited {
-    inner: TcpStream,
-    /// Our end is an IPv6 socket (IPv4 clients of it come v4-mapped).
-    v6: bool,
-    want: Arc<AtomicU32>,
-    applied: u32,
+/// This host's own addresses. With hop limit 1 a token goes only to a
+/// caller whose source address is one of them: a container on the host's
+/// own bridge reaches the host unrouted, so no TTL is decremented on the
+/// way back and the hop limit alone cannot stop it. Loopback, and a caller
+/// whose address is the one it called (the usual case on this host), are
+/// known without asking; otherwise the interface addresses are read
+/// (netlink, no file) at most once per [`LOCAL_ADDRS_MAX_AGE`].
+#[derive(Debug, Default)]
+pub struct LocalAddrs {
+    cache: std::sync::Mutex<Option<(tokio::time::Instant, Vec<IpAddr>)>>,
 }
 
-impl HopLimited {
-    fn new(inner: TcpStream, v6: bool) -> Self {
-        let sock = socket2::SockRef::from(&inner);
-        let ttl = if v6 {
-            sock.unicast_hops_v6()
-        } else {
-            sock.ttl_v4()
-        };
-        let applied = ttl.unwrap_or(0);
-        Self {
-            inner,
-            v6,
-            want: Arc::new(AtomicU32::new(applied)),
-            applied,
-        }
-    }
+/// How long the list of this host's addresses is reused.
+pub const LOCAL_ADDRS_MAX_AGE: Duration = Duration::from_secs(1);
 
-    fn apply_ttl(&mut self) {
-        let want = self.want.load(Ordering::Relaxed);
-        if want == 0 || want == self.applied {
-            return;
+impl LocalAddrs {
+    /// Whether `peer`, calling us at `local`, is this host itself.
+    pub fn contains(&self, peer: IpAddr, local: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        if peer.is_loopback() || peer == local.to_canonical() {
+            return true;
         }
-        match self.set_ttl(want) {
-            Ok(()) => self.applied = want,
-            Err(e) => tracing::warn!(error = %e, ttl = want, "cannot set the IP TTL"),
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < LOCAL_ADDRS_MAX_AGE);
+        if !fresh {
+            match interface_addrs() {
+                Ok(addrs) => *cache = Some((tokio::time::Instant::now(), addrs)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list this host's addresses");
+                    *cache = None;
+                }
+            }
         }
-    }
-
-    fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let sock = socket2::SockRef::from(&self.inner);
-        if !self.v6 {
-            return sock.set_ttl_v4(ttl);
-        }
-        sock.set_unicast_hops_v6(ttl)?;
-        // A v4 client of a dual-stack listener: its packets use IP_TTL.
-        let _ = sock.set_ttl_v4(ttl);
-        Ok(())
+        cache
+            .as_ref()
+            .is_some_and(|(_, addrs)| addrs.contains(&peer))
     }
 }
 
-impl AsyncRead for HopLimited {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for HopLimited {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.apply_ttl();
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.apply_ttl();
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+fn interface_addrs() -> nix::Result<Vec<IpAddr>> {
+    Ok(nix::ifaddrs::getifaddrs()?
+        .filter_map(|i| {
+            let a = i.address?;
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect())
 }

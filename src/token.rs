@@ -8,16 +8,22 @@
 //! daemon restart: the Rust SDK keeps its token after a 401 until the token's
 //! own TTL runs out. The boot id in the MAC makes every token of an earlier
 //! boot invalid, since the boot clock starts again from zero.
+//!
+//! Whoever knows the key can mint tokens, so the key file must be one only
+//! the daemon could have written: a regular file (never followed through a
+//! symbolic link), owned by the daemon's effective uid, mode exactly 0600.
+//! Anything else is refused, never repaired in place.
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use nix::libc;
 use rand::RngCore;
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -65,6 +71,15 @@ pub enum KeyError {
         /// The cause.
         #[source]
         source: io::Error,
+    },
+    /// The key file is not one only this daemon could have written.
+    #[error("token key {path} {problem}; refusing to use it (remove it and a new key is created)")]
+    Unsafe {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it: "is a symbolic link", "is owned by uid N,
+        /// not M", "has mode 0644, want 0600", "is not a regular file".
+        problem: String,
     },
 }
 
@@ -159,42 +174,88 @@ fn load_or_create_key(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError>
         path: path.to_owned(),
         source,
     };
-    match fs::File::open(path) {
-        Ok(mut f) => {
+    let unsafe_key = |problem: String| KeyError::Unsafe {
+        path: path.to_owned(),
+        problem,
+    };
+    // O_NOFOLLOW: a symbolic link planted here is refused, not followed (File
+    // adds O_CLOEXEC); O_NONBLOCK: a FIFO planted here cannot hang the start.
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    match opened {
+        Ok(f) => {
+            // fstat: the checks are about the file opened, not the name.
+            check_key_file(&f.metadata().map_err(io_err)?).map_err(unsafe_key)?;
             let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
-            f.read_to_end(&mut buf).map_err(io_err)?;
+            f.take(KEY_LEN as u64 + 1)
+                .read_to_end(&mut buf)
+                .map_err(io_err)?;
             if buf.len() == KEY_LEN {
-                let mode = f.metadata().map_err(io_err)?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
-                }
                 let mut key = Zeroizing::new([0u8; KEY_LEN]);
                 key.copy_from_slice(&buf);
                 return Ok(key);
             }
-            // A key of the wrong size is not one we wrote (or a torn write):
-            // replacing it only invalidates outstanding tokens.
+            // A key of the wrong size is not one we wrote: replacing it only
+            // invalidates outstanding tokens.
             tracing::warn!(path = %path.display(), "token key has the wrong size; creating a new one");
             fs::remove_file(path).map_err(io_err)?;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && path.is_symlink() => {
+            return Err(unsafe_key("is a symbolic link".into()));
+        }
         Err(e) => return Err(io_err(e)),
     }
+    create_key(path).map_err(io_err)
+}
+
+/// A regular file owned by this process's effective uid, mode exactly 0600.
+fn check_key_file(meta: &fs::Metadata) -> Result<(), String> {
+    if !meta.file_type().is_file() {
+        return Err("is not a regular file".into());
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(format!("is owned by uid {}, not {euid}", meta.uid()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode != 0o600 {
+        return Err(format!("has mode {mode:04o}, want 0600"));
+    }
+    Ok(())
+}
+
+/// Creates a new key at `path`: written in full and synced under a temporary
+/// name, then linked into place, so that a crash never leaves a short key
+/// and nothing that appeared at `path` meanwhile is replaced.
+fn create_key(path: &Path) -> io::Result<Zeroizing<[u8; KEY_LEN]>> {
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     rand::rngs::OsRng.fill_bytes(&mut key[..]);
-    // Write to a temporary file and rename, so a crash never leaves a short key.
     let tmp = path.with_extension("key.tmp");
-    let _ = fs::remove_file(&tmp);
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut f = fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create_new(true) // O_CREAT | O_EXCL
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err)?;
-    f.write_all(&key[..]).map_err(io_err)?;
-    f.sync_all().map_err(io_err)?;
+        .open(&tmp)?;
+    // The umask may have cleared bits of 0600; the load checks for exactly 0600.
+    f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    f.write_all(&key[..])?;
+    f.sync_all()?;
     drop(f);
-    fs::rename(&tmp, path).map_err(io_err)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    linked?;
+    // Make the new name durable (best effort: the key itself is synced).
+    if let Some(dir) = path.parent().and_then(|d| fs::File::open(d).ok()) {
+        let _ = dir.sync_all();
+    }
     Ok(key)
 }
 
@@ -271,6 +332,35 @@ mod tests {
             Ok(()),
             "a restarted daemon accepts earlier tokens"
         );
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_size_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE_NAME);
+        fs::write(&path, b"short").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        TokenAuthority::load_or_create(dir.path(), clock).unwrap();
+        assert_eq!(fs::read(&path).unwrap().len(), KEY_LEN);
+        assert!(!dir.path().join("token.key.tmp").exists());
+    }
+
+    #[test]
+    fn a_directory_or_fifo_at_the_key_path_is_refused_without_hanging() {
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        for make in [
+            |p: &Path| fs::create_dir(p).unwrap(),
+            |p: &Path| nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            make(&dir.path().join(KEY_FILE_NAME));
+            let err = TokenAuthority::load_or_create(dir.path(), clock.clone()).unwrap_err();
+            assert!(
+                err.to_string().contains("token.key is not a regular file"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

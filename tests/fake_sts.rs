@@ -183,7 +183,7 @@ fn credentials_status(addr: SocketAddr) -> u16 {
     get(addr, "/latest/meta-data/iam/security-credentials/demo", &t).status
 }
 
-/// The first "refresh failed" log line, waiting for one at most 10 s.
+/// The first "refresh failed" log line, waiting for one at most 15 s.
 fn failure_line(d: &Daemon) -> String {
     let is_failure =
         |l: &&str| l.contains("cannot assume the role") || l.contains("credential refresh failed");
@@ -193,7 +193,7 @@ fn failure_line(d: &Daemon) -> String {
             return line.to_owned();
         }
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(15),
             "no failure logged:\n{}",
             d.log()
         );
@@ -326,6 +326,49 @@ fn access_denied_withdraws_nothing_it_never_had_and_retries_slowly() {
         .as_str()
         .unwrap()
         .contains("AccessDenied"));
+}
+
+#[test]
+fn base_credentials_rejected_by_sts_keep_the_last_credentials_served_and_are_retried_promptly() {
+    // Credentials for 20 s: the refresh comes 8 to 10 s after the first fetch.
+    let sts = FakeSts::start(Mode::Ok { expires_in_s: 20 });
+    let dir = temp_dir();
+    let d = daemon_on(&sts, dir.path());
+    until_served(&d, Duration::from_secs(5));
+    let served = fetch_credentials(d.addr);
+    // The host's base keys were rotated away, or its clock broke the signature.
+    sts.set(Mode::Error {
+        status: 403,
+        code: "InvalidClientTokenId",
+    });
+    let line = failure_line(&d);
+    let why = "base credentials rejected by STS: InvalidClientTokenId";
+    assert!(
+        line.contains(why) && line.contains("BaseCredentialsRejected"),
+        "{line}"
+    );
+    assert!(retry_in(&line) <= 2, "{line}");
+    // The role was not refused: its unexpired credentials are still served...
+    let still = fetch_credentials(d.addr);
+    assert_eq!(still["AccessKeyId"], served["AccessKeyId"]);
+    let out = client(dir.path(), &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["serving"], true, "{status}");
+    assert!(
+        status["last-error"].as_str().unwrap().contains(why),
+        "{status}"
+    );
+    // ...and STS is asked again within the prompt back-off, not minutes later.
+    let calls = sts.calls();
+    let asked = Instant::now();
+    while sts.calls() == calls {
+        assert!(
+            asked.elapsed() < Duration::from_secs(4),
+            "no retry within 4 s:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

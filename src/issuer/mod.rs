@@ -31,8 +31,14 @@ pub enum FailureKind {
     Transient,
     /// The service asked us to slow down.
     Throttled,
-    /// The role cannot be assumed (access denied, no such role, bad base
-    /// credentials): stop serving the role's credentials.
+    /// STS refused the host's own (base) credentials, not the role: an
+    /// unknown or deleted access key, a bad signature, an expired session.
+    /// They are resolved again at every attempt (rotated keys, a renewed
+    /// session), so keep serving the last good credentials until they
+    /// expire and retry soon, as for `Transient`.
+    BaseCredentialsRejected,
+    /// The role cannot be assumed (access denied, no such role): stop
+    /// serving the role's credentials.
     Fatal,
 }
 
@@ -59,6 +65,14 @@ impl FetchError {
     pub fn throttled(message: impl Into<String>) -> Self {
         FetchError {
             kind: FailureKind::Throttled,
+            message: message.into(),
+        }
+    }
+
+    /// STS rejected the base credentials.
+    pub fn base_credentials_rejected(message: impl Into<String>) -> Self {
+        FetchError {
+            kind: FailureKind::BaseCredentialsRejected,
             message: message.into(),
         }
     }

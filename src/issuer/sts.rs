@@ -181,9 +181,6 @@ impl StsIssuer {
 const FATAL_CODES: &[&str] = &[
     "AccessDenied",
     "AccessDeniedException",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "UnrecognizedClientException",
     "NoSuchEntity",
     "MalformedPolicyDocument",
     "PackedPolicyTooLarge",
@@ -192,16 +189,24 @@ const FATAL_CODES: &[&str] = &[
     "InvalidParameterValue",
 ];
 
-/// 4xx codes that a later attempt can get past: the base credentials'
-/// session expired (their provider refreshes them), the request was signed
-/// with a skewed clock, the identity provider was unreachable.
-const TRANSIENT_CLIENT_CODES: &[&str] = &[
+/// Codes with which STS refuses the caller, the host's base identity, not
+/// the role: an unknown or deleted access key, a signature made with the
+/// wrong secret, an expired session token. The base chain is asked again at
+/// every attempt, so rotated keys and renewed sessions get past them.
+const BASE_CREDENTIALS_CODES: &[&str] = &[
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "UnrecognizedClientException",
     "ExpiredToken",
     "ExpiredTokenException",
-    "RequestExpired",
-    "RequestTimeout",
-    "IDPCommunicationError",
 ];
+
+/// 4xx codes that a later attempt can get past: the request was signed
+/// with a skewed clock, the identity provider was unreachable.
+const TRANSIENT_CLIENT_CODES: &[&str] =
+    &["RequestExpired", "RequestTimeout", "IDPCommunicationError"];
 
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -226,6 +231,10 @@ where
             let text = format!("STS AssumeRole failed: HTTP {status} {code}: {message}");
             if THROTTLING_CODES.contains(&code) || status == 429 {
                 FetchError::throttled(text)
+            } else if BASE_CREDENTIALS_CODES.contains(&code) {
+                FetchError::base_credentials_rejected(format!(
+                    "base credentials rejected by STS: {code} (AssumeRole: HTTP {status}: {message})"
+                ))
             } else if status >= 500 || TRANSIENT_CLIENT_CODES.contains(&code) {
                 FetchError::transient(text)
             } else if FATAL_CODES.contains(&code) || (400..500).contains(&status) {
@@ -278,20 +287,51 @@ mod tests {
     fn sts_errors_are_classified_for_the_refresher() {
         for (status, code, kind) in [
             (403, "AccessDenied", FailureKind::Fatal),
-            (403, "InvalidClientTokenId", FailureKind::Fatal),
             (400, "ValidationError", FailureKind::Fatal),
             (404, "NoSuchEntity", FailureKind::Fatal),
+            (400, "MalformedPolicyDocument", FailureKind::Fatal),
+            (403, "SomethingNew", FailureKind::Fatal),
             (400, "Throttling", FailureKind::Throttled),
             (429, "", FailureKind::Throttled),
             (500, "InternalFailure", FailureKind::Transient),
             (503, "ServiceUnavailable", FailureKind::Transient),
-            (400, "ExpiredToken", FailureKind::Transient),
             (400, "RequestExpired", FailureKind::Transient),
             (400, "IDPCommunicationError", FailureKind::Transient),
         ] {
             let e = service_error(status, code);
             assert_eq!(e.kind, kind, "{status} {code}");
             assert!(e.message.contains(&status.to_string()), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn sts_refusing_the_base_credentials_is_not_the_role_being_refused() {
+        for (status, code) in [
+            (403, "InvalidClientTokenId"),
+            (403, "SignatureDoesNotMatch"),
+            (403, "IncompleteSignature"),
+            (403, "MissingAuthenticationToken"),
+            (400, "UnrecognizedClientException"),
+            (403, "ExpiredToken"),
+            (400, "ExpiredTokenException"),
+        ] {
+            let e = service_error(status, code);
+            assert_eq!(
+                e.kind,
+                FailureKind::BaseCredentialsRejected,
+                "{status} {code}"
+            );
+            assert!(
+                e.message
+                    .starts_with(&format!("base credentials rejected by STS: {code} ")),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message.contains(&format!("HTTP {status}")),
+                "{}",
+                e.message
+            );
         }
     }
 
