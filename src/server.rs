@@ -111,12 +111,10 @@ impl Conn {
         let ttl = u32::from(hop_limit);
         if self.v6 {
             sock.set_unicast_hops_v6(ttl)?;
-            // A v4 client of a dual-stack listener: its packets use IP_TTL.
-            // An IPv6-only socket refuses it, and needs it not.
-            let _ = sock.set_ttl_v4(ttl);
-        } else {
-            sock.set_ttl_v4(ttl)?;
         }
+        // Also on an IPv6 socket: an IPv4 client of a dual-stack listener
+        // is sent IPv4 packets, whose TTL is IP_TTL.
+        sock.set_ttl_v4(ttl)?;
         self.hop_locked.store(true, Ordering::Release);
         Ok(())
     }

@@ -275,3 +275,26 @@ fn with_hop_limit_1_a_container_behind_a_router_is_refused_a_token_with_403() {
         }
     }
 }
+
+#[test]
+fn with_hop_limit_2_a_dual_stack_listener_holds_the_limit_for_ipv4_callers_too() {
+    // An IPv4 caller of a `[::]` listener is served by an IPv6 socket, whose
+    // IPv4 packets take their TTL from IP_TTL, not the IPv6 hop limit.
+    let lab = Lab::two_routers("ds");
+    let dir = temp_dir();
+    let extra = ["--hop-limit", "2", "--imds-v1", "allowed"];
+    let _d = daemon(&lab, dir.path(), ["[::]:1338", "127.0.0.1:1339"], &extra);
+    let mut leaks = Leaks::default();
+    for addr in ROUTED {
+        assert_the_network_works(&lab, addr);
+        let got = sessions(&[
+            (&lab.far, sock(addr), pipelined()),
+            (&lab.far, sock(addr), reused(150)),
+            (&lab.container, sock(addr), pipelined()),
+        ]);
+        leaks.check(&format!("{addr} on [::], PUT+GET in one write"), &got[0]);
+        leaks.check(&format!("{addr} on [::], GET 150 ms later"), &got[1]);
+        assert_token(&format!("{addr} on [::], PUT+GET in one write"), &got[2]);
+    }
+    leaks.assert_none();
+}
