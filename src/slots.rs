@@ -305,6 +305,34 @@ mod tests {
         assert!(slots.acquire(NOBODY).is_ok());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_whose_connections_closed_gets_in_again_without_evicting() {
+        let slots = Slots::new(8, 2, true);
+        let a = slots.acquire(NOBODY).unwrap();
+        let b = slots.acquire(NOBODY).unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let c = slots.acquire(NOBODY).unwrap(); // evicts `a`
+        drop(a);
+        drop(b);
+        // One held (`c`): below the share, so no one is asked to close.
+        let _d = slots.acquire(NOBODY).unwrap();
+        assert!(tokio::time::timeout(Duration::ZERO, c.evict.notified())
+            .await
+            .is_err());
+        assert_eq!(slots.open(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_as_many_are_closing_as_the_cap_the_next_is_refused() {
+        let slots = Slots::new(3, 3, true);
+        let mut held: Vec<Slot> = (0..3).map(|_| slots.acquire(NOBODY).unwrap()).collect();
+        for _ in 0..3 {
+            held.push(slots.acquire(NOBODY).unwrap());
+        }
+        assert_eq!(slots.open(), 6);
+        assert_eq!(slots.acquire(NOBODY).unwrap_err(), Refused::Share);
+    }
+
     #[test]
     fn without_eviction_a_full_listener_refuses() {
         let slots = Slots::new(1, 1, false);

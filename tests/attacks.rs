@@ -222,23 +222,6 @@ fn the_allow_list_finds_the_caller_for_every_pair_of_address_families() {
     }
 }
 
-/// `curl` as `uid` with only its own group, printing the HTTP status.
-fn curl_as(uid: u32, url: &str, token: &str) -> String {
-    let out = Command::new("setpriv")
-        .args([
-            format!("--reuid={uid}"),
-            format!("--regid={uid}"),
-            "--clear-groups".to_owned(),
-        ])
-        .args(["curl", "-sS", "--noproxy", "*", "--max-time", "5"])
-        .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
-        .arg(format!("X-aws-ec2-metadata-token: {token}"))
-        .arg(url)
-        .output()
-        .expect("setpriv curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn a_user_outside_the_allow_list_learns_nothing_of_the_role() {
     let dir = temp_dir();

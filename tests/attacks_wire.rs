@@ -228,52 +228,10 @@ mod token_key {
 // --- No secret in the log, whatever the environment asks for ---
 
 mod sensitive_bodies {
-    use std::net::TcpStream;
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
+    use super::support::moto::start_moto;
     use super::support::*;
-
-    /// A moto server (from `HOSTROLE_MOTO_SERVER` or PATH), as in e2e_moto.
-    struct Moto {
-        child: Child,
-        url: String,
-    }
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn start_moto() -> Moto {
-        let binary = std::env::var("HOSTROLE_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {binary} (run scripts/test, it installs moto): {e}"));
-        let moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
 
     #[test]
     fn log_sensitive_bodies_in_the_environment_puts_no_secret_in_a_trace_level_log() {

@@ -98,26 +98,6 @@ fn a_hop_limit_out_of_range_is_a_config_error() {
     }
 }
 
-/// `curl` as `uid` (and its primary gid, no other groups) on loopback.
-fn curl_as(uid: u32, url: &str, token: &str) -> String {
-    let mut cmd = Command::new("setpriv");
-    if uid != 0 {
-        cmd.args([
-            format!("--reuid={uid}"),
-            format!("--regid={uid}"),
-            "--clear-groups".to_owned(),
-        ]);
-    }
-    let out = cmd
-        .args(["curl", "-sS", "--noproxy", "*", "--max-time", "5"])
-        .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
-        .arg(format!("X-aws-ec2-metadata-token: {token}"))
-        .arg(url)
-        .output()
-        .expect("setpriv curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn allow_list_daemon(dir: &std::path::Path, allow: &[&str]) -> (Daemon, String) {
     let mut args = LOCAL_DEMO.to_vec();
     args.extend_from_slice(allow);

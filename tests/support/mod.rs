@@ -2,6 +2,7 @@
 //! an ephemeral loopback port, and speak raw HTTP/1.1 to it.
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod netlab;
 pub mod world;
 
@@ -330,4 +331,24 @@ pub fn temp_dir() -> tempfile::TempDir {
 /// Path of a file inside a directory.
 pub fn path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// `curl` as `uid` (and its primary gid, no other groups) on loopback.
+pub fn curl_as(uid: u32, url: &str, token: &str) -> String {
+    let mut cmd = Command::new("setpriv");
+    if uid != 0 {
+        cmd.args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+        ]);
+    }
+    let out = cmd
+        .args(["curl", "-sS", "--noproxy", "*", "--max-time", "5"])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!("X-aws-ec2-metadata-token: {token}"))
+        .arg(url)
+        .output()
+        .expect("setpriv curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

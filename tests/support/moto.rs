@@ -1,0 +1,68 @@
+//! A moto server for tests that need a real STS (and IAM) on loopback.
+//!
+//! `moto_server` comes from `HOSTROLE_MOTO_SERVER` (set by scripts/test,
+//! which installs it) or from PATH. Without it the tests fail: they are
+//! never skipped.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running moto server, stopped on drop.
+pub struct Moto {
+    child: Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_binary() -> String {
+    if let Ok(p) = std::env::var("HOSTROLE_MOTO_SERVER") {
+        return p;
+    }
+    let on_path = Command::new("moto_server")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        on_path,
+        "moto_server not found: run scripts/test (it installs moto[server]) or set HOSTROLE_MOTO_SERVER"
+    );
+    "moto_server".into()
+}
+
+/// Starts moto on a free loopback port and waits until it listens.
+pub fn start_moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(moto_binary())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let moto = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto
+}
