@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use hostrole::refresh::refresh_delay;
+use hostrole::credentials::refresh::refresh_delay;
 use rand::{Rng, SeedableRng};
 
 const SESSION: Duration = Duration::from_secs(3600);

@@ -5,23 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, FileConfig, ImdsV1, IssuerKind};
-use crate::control;
+use crate::association::control;
+use crate::daemon::config::{self, FileConfig, ImdsV1, IssuerKind};
 
-/// Command line usage error (sysexits.h).
-pub const EX_USAGE: u8 = 64;
-/// A required service is unavailable (listening failed).
-pub const EX_UNAVAILABLE: u8 = 69;
-/// Internal error.
-pub const EX_SOFTWARE: u8 = 70;
-/// Permission denied.
-pub const EX_NOPERM: u8 = 77;
-/// Cannot create or write a needed file.
-pub const EX_CANTCREAT: u8 = 73;
-/// Temporary failure (another daemon holds the lock).
-pub const EX_TEMPFAIL: u8 = 75;
-/// Configuration error.
-pub const EX_CONFIG: u8 = 78;
+use crate::daemon::exit::{EX_CONFIG, EX_NOPERM, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 
 /// Gives this host one IAM role through an EC2-compatible metadata endpoint.
 #[derive(Debug, Parser)]
@@ -249,7 +236,7 @@ impl RoleArgs {
 fn socket_path(args: &ClientArgs) -> PathBuf {
     args.control_socket
         .clone()
-        .unwrap_or_else(control::client_socket_path)
+        .unwrap_or_else(crate::daemon::paths::client_socket_path)
 }
 
 fn call(request: &control::Request, args: &ClientArgs) -> Result<control::Response, ExitCode> {

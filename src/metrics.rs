@@ -19,10 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::clock::SharedClock;
-use crate::credentials::Association;
-use crate::issuer::{CredentialSource, FailureKind, FetchFuture};
-use crate::refresh::Snapshot;
-use crate::slots::{Holder, Slots};
+use crate::credentials::issuer::{CredentialSource, FailureKind, FetchFuture};
+use crate::credentials::refresh::Snapshot;
+use crate::net::slots::{Holder, Slots};
+use crate::role::Association;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -287,7 +287,11 @@ pub async fn serve(
         let holder = stream
             .local_addr()
             .ok()
-            .and_then(|local| crate::peer::tcp_socket_owner(peer, local).ok().flatten())
+            .and_then(|local| {
+                crate::net::peer::tcp_socket_owner(peer, local)
+                    .ok()
+                    .flatten()
+            })
             .map_or(Holder::Addr(peer.ip().to_canonical()), |o| {
                 Holder::Uid(o.uid)
             });

@@ -311,7 +311,7 @@ fn idle_connections_of_another_user_never_shut_root_out_of_imds() {
     // Nobody holds at most its share: the daemon's descriptors stay bounded.
     let fds = open_fds(d.pid());
     assert!(
-        fds <= hostrole::server::MAX_CONNECTIONS_PER_CALLER + 64,
+        fds <= hostrole::endpoint::server::MAX_CONNECTIONS_PER_CALLER + 64,
         "{fds} descriptors open"
     );
     assert!(d.wait_for_log("least recently active", Duration::from_secs(5)));
@@ -332,7 +332,9 @@ fn a_flood_of_control_and_metrics_connections_is_bounded_and_imds_keeps_answerin
     std::thread::sleep(Duration::from_millis(500));
     let fds = open_fds(d.pid());
     assert!(
-        fds < fds_before + hostrole::control::MAX_CONNECTIONS + hostrole::metrics::MAX_CONNECTIONS,
+        fds < fds_before
+            + hostrole::association::control::MAX_CONNECTIONS
+            + hostrole::metrics::MAX_CONNECTIONS,
         "{fds} descriptors open (from {fds_before})"
     );
     // Root is still served on every listener.

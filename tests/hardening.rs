@@ -278,7 +278,7 @@ fn past_a_callers_share_its_least_recently_active_connections_make_room() {
     let dir = temp_dir();
     let d = start_demo_daemon(dir.path());
     // Hold the cap's worth of connections open without sending anything.
-    let mut held: Vec<_> = (0..hostrole::server::MAX_CONNECTIONS)
+    let mut held: Vec<_> = (0..hostrole::endpoint::server::MAX_CONNECTIONS)
         .map(|_| std::net::TcpStream::connect(d.addr).unwrap())
         .collect();
     // Let the daemon accept them all.
@@ -293,7 +293,7 @@ fn past_a_callers_share_its_least_recently_active_connections_make_room() {
     assert!(started.elapsed() < Duration::from_secs(2));
     // This caller holds at most its share: the oldest of its idle
     // connections were closed to make room, the newest are still open.
-    let share = hostrole::server::MAX_CONNECTIONS_PER_CALLER;
+    let share = hostrole::endpoint::server::MAX_CONNECTIONS_PER_CALLER;
     let closed_by_daemon = held
         .iter_mut()
         .map(|s| {
@@ -303,7 +303,7 @@ fn past_a_callers_share_its_least_recently_active_connections_make_room() {
         .filter(|closed| *closed)
         .count();
     assert!(
-        closed_by_daemon >= hostrole::server::MAX_CONNECTIONS - share,
+        closed_by_daemon >= hostrole::endpoint::server::MAX_CONNECTIONS - share,
         "{closed_by_daemon} closed"
     );
     let newest = held.last_mut().unwrap();

@@ -5,7 +5,7 @@
 
 mod support;
 
-use hostrole::imds::{handle, Peer};
+use hostrole::endpoint::imds::{handle, Peer};
 use http::{Method, Request};
 use proptest::prelude::*;
 use support::world::*;

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use hostrole::clock::{Clock, ManualClock};
-use hostrole::credentials::{Association, Credentials, RoleArn};
-use hostrole::issuer::{CredentialSource, FetchError, FetchFuture};
-use hostrole::refresh::{self, RefresherHandle, Snapshot};
+use hostrole::credentials::issuer::{CredentialSource, FetchError, FetchFuture};
+use hostrole::credentials::refresh::{self, RefresherHandle, Snapshot};
+use hostrole::credentials::Credentials;
+use hostrole::role::{Association, RoleArn};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 

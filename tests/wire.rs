@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use hostrole::imds::{handle, Peer, Reply};
-use hostrole::token::TokenAuthority;
+use hostrole::endpoint::imds::{handle, Peer, Reply};
+use hostrole::endpoint::token::TokenAuthority;
 use http::{Method, Request};
 use support::world::*;
 

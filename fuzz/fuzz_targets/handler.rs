@@ -3,7 +3,7 @@
 //! must never answer credentials to a request without a valid token.
 #![no_main]
 
-use hostrole::imds::{handle, Peer};
+use hostrole::endpoint::imds::{handle, Peer};
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 

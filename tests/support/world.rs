@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hostrole::clock::{Clock, ManualClock, SharedClock};
-use hostrole::credentials::{Association, Credentials, RoleArn};
-use hostrole::identity::InstanceIdentity;
-use hostrole::imds::{handle, Endpoint, Peer, Reply};
-use hostrole::refresh::{Served, Snapshot};
-use hostrole::token::TokenAuthority;
+use hostrole::credentials::refresh::{Served, Snapshot};
+use hostrole::credentials::Credentials;
+use hostrole::endpoint::identity::InstanceIdentity;
+use hostrole::endpoint::imds::{handle, Endpoint, Peer, Reply};
+use hostrole::endpoint::token::TokenAuthority;
+use hostrole::role::{Association, RoleArn};
 use http::{Method, Request, Response};
 use zeroize::Zeroizing;
 

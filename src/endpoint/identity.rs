@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::credentials::RoleArn;
+use crate::role::RoleArn;
 
 /// Fixed facts about this "instance".
 #[derive(Debug, Clone)]

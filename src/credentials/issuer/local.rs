@@ -14,7 +14,8 @@ use zeroize::Zeroizing;
 
 use super::{CredentialSource, FetchFuture};
 use crate::clock::SharedClock;
-use crate::credentials::{Association, Credentials};
+use crate::credentials::Credentials;
+use crate::role::Association;
 
 const KEY_ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -81,7 +82,7 @@ impl CredentialSource for LocalIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::RoleArn;
+    use crate::role::RoleArn;
     use std::sync::Arc;
 
     #[test]

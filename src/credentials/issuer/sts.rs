@@ -25,7 +25,8 @@ use zeroize::Zeroizing;
 
 use super::{CredentialSource, FetchError, FetchFuture};
 use crate::clock::SharedClock;
-use crate::credentials::{Association, Credentials};
+use crate::credentials::Credentials;
+use crate::role::Association;
 
 /// Where the base credentials are looked for, in order, for error messages.
 pub const BASE_CREDENTIAL_SOURCES: &str = "environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), \
@@ -274,7 +275,7 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
     use aws_smithy_types::error::ErrorMetadata;
 
-    use crate::issuer::FailureKind;
+    use crate::credentials::issuer::FailureKind;
 
     fn service_error(status: u16, code: &str) -> FetchError {
         let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());

@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata};
 
 use crate::clock::{rfc3339_seconds, SharedClock};
-use crate::credentials::RoleArn;
+use crate::role::RoleArn;
 
 /// The inline policy's name, as the IAM console names it.
 pub const POLICY_NAME: &str = "AWSRevokeOlderSessions";

@@ -7,7 +7,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::credentials::{Association, Credentials};
+use crate::credentials::Credentials;
+use crate::role::Association;
 
 pub mod local;
 pub mod sts;

@@ -1,7 +1,7 @@
 //! Which local users may read credentials (`allowed-uids`, `allowed-gids`).
 //!
 //! For a caller on this host, the kernel knows which user owns the caller's
-//! end of the TCP connection; [`crate::peer::tcp_socket_owner`] asks it once
+//! end of the TCP connection; [`crate::net::peer::tcp_socket_owner`] asks it once
 //! per connection, exactly, for every pair of address families. That uid is
 //! checked against the allowed uids, and its groups (from the user database,
 //! looked up off the runtime and cached, see [`GroupCache`]) against the
@@ -41,7 +41,7 @@ impl AllowList {
     }
 
     /// Whether `uid` may read credentials: listed itself, or a member
-    /// (primary or supplementary, see [`crate::peer::is_member`]) of a
+    /// (primary or supplementary, see [`crate::net::peer::is_member`]) of a
     /// listed group. The groups come from `cache`, never from this thread.
     pub async fn allows(&self, uid: u32, cache: &GroupCache) -> bool {
         if self.uids.binary_search(&uid).is_ok() {
@@ -53,7 +53,7 @@ impl AllowList {
         let groups = cache.groups_of(uid).await;
         self.gids
             .iter()
-            .any(|&gid| crate::peer::is_member(gid, groups.primary, &groups.all))
+            .any(|&gid| crate::net::peer::is_member(gid, groups.primary, &groups.all))
     }
 }
 

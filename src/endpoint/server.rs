@@ -1,7 +1,7 @@
 //! The network side: accept loops over TCP listeners, HTTP/1.1 with hyper,
 //! bounded connections, graceful drain on shutdown.
 //!
-//! Each request is answered by [`crate::imds::handle`] from the latest
+//! Each request is answered by [`crate::endpoint::imds::handle`] from the latest
 //! snapshot; nothing here waits on STS.
 
 use std::convert::Infallible;
@@ -23,13 +23,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::access::{AllowList, GroupCache};
-use crate::imds::{handle, Endpoint, Peer, ResponseTtl};
+use crate::credentials::refresh::{RefresherHandle, Snapshot};
+use crate::endpoint::access::{AllowList, GroupCache};
+use crate::endpoint::imds::{handle, Endpoint, Peer, ResponseTtl};
 use crate::logbudget::LogBudget;
 use crate::metrics::Metrics;
-use crate::peer::{tcp_socket_owner, SocketOwner};
-use crate::refresh::{RefresherHandle, Snapshot};
-use crate::slots::{Holder, Slot, Slots, EVICT_GRACE};
+use crate::net::peer::{tcp_socket_owner, SocketOwner};
+use crate::net::slots::{Holder, Slot, Slots, EVICT_GRACE};
 
 /// Most connections served at once. Past it, the least recently active
 /// connection of the caller holding the most is closed to make room; a 503
@@ -146,7 +146,7 @@ impl App {
             if let Err(e) = conn.lock_hop_limit(self.hop_limit) {
                 // No token leaves without the hop limit.
                 tracing::error!(error = %e, ttl = self.hop_limit, "cannot set the IP TTL; token withheld");
-                reply.response = crate::imds::unavailable();
+                reply.response = crate::endpoint::imds::unavailable();
             }
         }
         self.metrics

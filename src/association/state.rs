@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::{validate_external_id, validate_session_name, Association, RoleArn};
+use crate::role::Association;
 
 /// File holding the association, inside the state directory.
 pub const ASSOCIATION_FILE: &str = "association.json";
@@ -82,16 +82,15 @@ pub fn load_association(dir: &Path) -> Result<Option<Association>, StateError> {
             stored.version
         )));
     }
-    let role = RoleArn::parse(&stored.role_arn).map_err(|e| corrupt(e.to_string()))?;
-    if let Some(id) = &stored.external_id {
-        validate_external_id(id).map_err(corrupt)?;
-    }
-    validate_session_name(&stored.session_name).map_err(corrupt)?;
-    Ok(Some(Association {
-        role,
-        external_id: stored.external_id,
-        session_name: stored.session_name,
-    }))
+    // The same validation as any other source of an association; a file
+    // that fails it is corrupt, and left alone.
+    Association::new(
+        &stored.role_arn,
+        stored.external_id,
+        Some(stored.session_name),
+    )
+    .map(Some)
+    .map_err(|e| corrupt(e.to_string()))
 }
 
 /// Persists the association (or its absence) atomically.
@@ -183,6 +182,7 @@ pub fn lock(dir: &Path) -> Result<HostLock, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::role::RoleArn;
 
     fn assoc() -> Association {
         Association {

@@ -2,6 +2,11 @@
 //! refresher, listeners, and shutdown, in the order that makes every
 //! configuration error surface before anything binds.
 
+pub mod config;
+pub mod exit;
+pub mod paths;
+pub mod systemd;
+
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -12,24 +17,26 @@ use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 
+use crate::association::control::{self, Control};
+use crate::association::state;
 use crate::clock::rfc3339_seconds;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{ConfigError, IssuerKind, Settings};
-use crate::control::{self, Control};
-use crate::credentials::Association;
-use crate::identity::{default_availability_zone, instance_id_for_host, InstanceIdentity};
-use crate::imds::Endpoint;
-use crate::issuer::local::LocalIssuer;
-use crate::issuer::sts::{base_config, StsIssuer, StsSettings, StsSetupError};
-use crate::issuer::CredentialSource;
+use crate::credentials::issuer::local::LocalIssuer;
+use crate::credentials::issuer::sts::{base_config, StsIssuer, StsSettings, StsSetupError};
+use crate::credentials::issuer::CredentialSource;
+use crate::credentials::refresh;
+use crate::credentials::refresh::Snapshot;
+use crate::credentials::revoke::SessionRevoker;
+use crate::daemon::config::{ConfigError, IssuerKind, Settings};
+use crate::daemon::systemd::{notify, watchdog_interval};
+use crate::endpoint::identity::{
+    default_availability_zone, instance_id_for_host, InstanceIdentity,
+};
+use crate::endpoint::imds::Endpoint;
+use crate::endpoint::server::{self, App};
+use crate::endpoint::token::{KeyError, TokenAuthority};
 use crate::metrics::{self, Instrumented, Metrics};
-use crate::notify::{notify, watchdog_interval};
-use crate::refresh;
-use crate::refresh::Snapshot;
-use crate::revoke::SessionRevoker;
-use crate::server::{self, App};
-use crate::state;
-use crate::token::{KeyError, TokenAuthority};
+use crate::role::Association;
 use std::time::Duration;
 
 /// Region used by the local issuer when none is configured anywhere.
@@ -74,7 +81,7 @@ pub enum DaemonError {
     },
     /// The state directory's lock or association file.
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::association::state::StateError),
     /// The control socket could not be created.
     #[error("cannot create the control socket {path}: {source}")]
     ControlSocket {
@@ -93,12 +100,22 @@ impl DaemonError {
     /// The process exit code for this error (sysexits.h).
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::NoRegion | DaemonError::Sts(_) => crate::cli::EX_CONFIG,
-            DaemonError::StateDir { .. } | DaemonError::TokenKey(_) => crate::cli::EX_CANTCREAT,
-            DaemonError::Bind { .. } | DaemonError::Activation(_) => crate::cli::EX_UNAVAILABLE,
-            DaemonError::State(crate::state::StateError::Corrupt { .. }) => crate::cli::EX_CONFIG,
-            DaemonError::State(crate::state::StateError::Locked { .. }) => crate::cli::EX_TEMPFAIL,
-            DaemonError::State(_) | DaemonError::ControlSocket { .. } => crate::cli::EX_CANTCREAT,
+            DaemonError::NoRegion | DaemonError::Sts(_) => crate::daemon::exit::EX_CONFIG,
+            DaemonError::StateDir { .. } | DaemonError::TokenKey(_) => {
+                crate::daemon::exit::EX_CANTCREAT
+            }
+            DaemonError::Bind { .. } | DaemonError::Activation(_) => {
+                crate::daemon::exit::EX_UNAVAILABLE
+            }
+            DaemonError::State(crate::association::state::StateError::Corrupt { .. }) => {
+                crate::daemon::exit::EX_CONFIG
+            }
+            DaemonError::State(crate::association::state::StateError::Locked { .. }) => {
+                crate::daemon::exit::EX_TEMPFAIL
+            }
+            DaemonError::State(_) | DaemonError::ControlSocket { .. } => {
+                crate::daemon::exit::EX_CANTCREAT
+            }
         }
     }
 }
@@ -336,7 +353,7 @@ pub async fn run(
         hop_limit: settings.hop_limit,
         access: settings.access.clone(),
         local_addrs: server::LocalAddrs::default(),
-        groups: crate::access::GroupCache::default(),
+        groups: crate::endpoint::access::GroupCache::default(),
         refusals: Default::default(),
         full: Default::default(),
     });

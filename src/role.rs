@@ -1,15 +1,11 @@
-//! The role a host holds and the temporary credentials issued for it.
+//! The role a host holds: its ARN and the association (role, external id,
+//! session name) that says how to assume it.
 //!
-//! Secrets live in [`Zeroizing`] buffers so they are wiped when dropped; no
-//! type here implements `Display`, and `Debug` prints `** redacted **` in
-//! place of the secret key and session token.
+//! [`Association::new`] is the one place an association is validated,
+//! whoever names it: the config file, a flag, the control socket or the
+//! state file.
 
 use std::fmt;
-use std::time::SystemTime;
-
-use zeroize::Zeroizing;
-
-use crate::clock::rfc3339_seconds;
 
 /// An IAM role ARN, checked for shape: `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -182,43 +178,59 @@ pub fn validate_external_id(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A set of temporary credentials.
-pub struct Credentials {
-    /// `ASIA…` access key id: not secret, safe to log.
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: Zeroizing<String>,
-    /// The session token.
-    pub session_token: Zeroizing<String>,
-    /// When STS says they stop working.
-    pub expiration: SystemTime,
-    /// When they were obtained.
-    pub last_updated: SystemTime,
+/// Why an association was refused; the message starts with the key it is
+/// about (`role-arn`, `external-id`, `session-name`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{key}: {message}")]
+pub struct AssociationError {
+    /// The key (config key, flag and control-socket field share the name).
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
 }
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"** redacted **")
-            .field("session_token", &"** redacted **")
-            .field("expiration", &rfc3339_seconds(self.expiration))
-            .field("last_updated", &rfc3339_seconds(self.last_updated))
-            .finish()
+impl Association {
+    /// Validates an association as given by a user: the ARN is trimmed of
+    /// surrounding white space, the external id and session name must
+    /// already follow STS's rules (they are not rewritten), and a missing
+    /// session name is the host name.
+    pub fn new(
+        role_arn: &str,
+        external_id: Option<String>,
+        session_name: Option<String>,
+    ) -> Result<Association, AssociationError> {
+        let error = |key, message: String| AssociationError { key, message };
+        let role = RoleArn::parse(role_arn.trim()).map_err(|e| error("role-arn", e.to_string()))?;
+        if let Some(id) = &external_id {
+            validate_external_id(id).map_err(|e| error("external-id", e))?;
+        }
+        let session_name = match session_name {
+            Some(name) => {
+                validate_session_name(&name).map_err(|e| error("session-name", e))?;
+                name
+            }
+            None => default_session_name(),
+        };
+        Ok(Association {
+            role,
+            external_id,
+            session_name,
+        })
     }
 }
 
-impl Credentials {
-    /// True once the wall clock has reached the expiry.
-    pub fn is_expired(&self, now: SystemTime) -> bool {
-        now >= self.expiration
-    }
+/// The default STS session name: the host name, sanitised to STS's rules.
+pub fn default_session_name() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "hostrole".into());
+    sanitize_session_name(&host)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn role_arn_parts() {
@@ -263,17 +275,28 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_redacts_secrets() {
-        let c = Credentials {
-            access_key_id: "ASIAEXAMPLEEXAMPLE12".into(),
-            secret_access_key: Zeroizing::new("very-secret-key".into()),
-            session_token: Zeroizing::new("very-secret-token".into()),
-            expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(3600),
-            last_updated: SystemTime::UNIX_EPOCH,
-        };
-        let dbg = format!("{c:?}");
-        assert!(dbg.contains("ASIAEXAMPLEEXAMPLE12"));
-        assert!(!dbg.contains("very-secret"));
-        assert!(dbg.contains("** redacted **"));
+    fn an_association_is_validated_once_naming_the_key() {
+        let a = Association::new(" arn:aws:iam::123456789012:role/demo\n", None, None).unwrap();
+        assert_eq!(a.role.as_str(), "arn:aws:iam::123456789012:role/demo");
+        assert_eq!(a.session_name, default_session_name());
+        for (arn, ext, name, key) in [
+            ("demo", None, None, "role-arn"),
+            (
+                "arn:aws:iam::123456789012:role/demo",
+                Some("x"),
+                None,
+                "external-id",
+            ),
+            (
+                "arn:aws:iam::123456789012:role/demo",
+                None,
+                Some("a b"),
+                "session-name",
+            ),
+        ] {
+            let err = Association::new(arn, ext.map(Into::into), name.map(Into::into)).unwrap_err();
+            assert_eq!(err.key, key);
+            assert!(err.to_string().starts_with(key), "{err}");
+        }
     }
 }

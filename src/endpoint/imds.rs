@@ -27,10 +27,12 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::clock::{rfc3339_seconds, SharedClock};
+use crate::credentials::refresh::Snapshot;
 use crate::credentials::Credentials;
-use crate::identity::{architecture, instance_profile_arn, instance_profile_id, InstanceIdentity};
-use crate::refresh::Snapshot;
-use crate::token::{TokenAuthority, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS};
+use crate::endpoint::identity::{
+    architecture, instance_profile_arn, instance_profile_id, InstanceIdentity,
+};
+use crate::endpoint::token::{TokenAuthority, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS};
 
 /// Request header carrying the requested token TTL; also sent back.
 pub const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";

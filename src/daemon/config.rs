@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::credentials::{
-    sanitize_session_name, validate_external_id, validate_session_name, Association, RoleArn,
-};
+use crate::daemon::paths::default_state_dir;
+use crate::role::Association;
 
 /// Config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostrole/hostrole.toml";
@@ -29,8 +28,6 @@ pub const MIN_LOCAL_SESSION_SECONDS: u64 = 60;
 /// IP TTL of token responses when not configured: as on EC2, a token does
 /// not cross a router (a container behind a bridge cannot get one).
 pub const DEFAULT_HOP_LIMIT: u8 = 1;
-/// State directory for a root daemon.
-pub const SYSTEM_STATE_DIR: &str = "/var/lib/hostrole";
 
 /// Where credentials come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -131,7 +128,7 @@ pub struct Settings {
     /// IP TTL / IPv6 hop limit of token responses (EC2's default is 1).
     pub hop_limit: u8,
     /// Who may read credentials, when restricted.
-    pub access: Option<crate::access::AllowList>,
+    pub access: Option<crate::endpoint::access::AllowList>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -199,42 +196,6 @@ fn valid_region_like(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// The state directory used when none is configured: systemd's
-/// `STATE_DIRECTORY`, else `/var/lib/hostrole` for root, else the user's
-/// `$XDG_STATE_HOME/hostrole` (or `~/.local/state/hostrole`).
-pub fn default_state_dir() -> PathBuf {
-    if let Some(dir) = systemd_directory("STATE_DIRECTORY") {
-        return dir;
-    }
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from(SYSTEM_STATE_DIR);
-    }
-    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(xdg).join("hostrole");
-    }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".local/state/hostrole"),
-        None => PathBuf::from(SYSTEM_STATE_DIR),
-    }
-}
-
-/// The first directory systemd passes in `var` (`STATE_DIRECTORY`,
-/// `RUNTIME_DIRECTORY`, …: several may be given, separated by `:`).
-pub fn systemd_directory(var: &str) -> Option<PathBuf> {
-    let value = std::env::var_os(var)?;
-    let first = value.to_string_lossy().split(':').next()?.to_owned();
-    (!first.is_empty()).then(|| PathBuf::from(first))
-}
-
-/// The default STS session name: the host name, sanitised to STS's rules.
-pub fn default_session_name() -> String {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "hostrole".into());
-    sanitize_session_name(&host)
-}
-
 fn check_url(key: &str, url: Option<&str>) -> Result<(), ConfigError> {
     let Some(url) = url else { return Ok(()) };
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
@@ -289,23 +250,22 @@ pub fn resolve(
     }
 
     let external_id = flags.external_id.or(file.external_id);
-    if let Some(id) = &external_id {
-        validate_external_id(id).map_err(|e| invalid(format!("external-id: {e}")))?;
-    }
-    let session_name = match flags.session_name.or(file.session_name) {
-        Some(name) => {
-            validate_session_name(&name).map_err(|e| invalid(format!("session-name: {e}")))?;
-            name
-        }
-        None => default_session_name(),
-    };
+    let session_name = flags.session_name.or(file.session_name);
     let association = match flags.role_arn.or(file.role_arn) {
-        Some(arn) => Some(Association {
-            role: RoleArn::parse(arn.trim()).map_err(|e| invalid(format!("role-arn: {e}")))?,
-            external_id,
-            session_name,
-        }),
-        None => None,
+        Some(arn) => Some(
+            Association::new(&arn, external_id, session_name)
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
+        None => {
+            // Checked even without a role, so a bad value is never kept silently.
+            Association::new(
+                "arn:aws:iam::000000000000:role/check",
+                external_id,
+                session_name,
+            )
+            .map_err(|e| invalid(e.to_string()))?;
+            None
+        }
     };
 
     let sts_endpoint = flags.sts_endpoint.or(file.sts_endpoint);
@@ -360,7 +320,7 @@ pub fn resolve(
     let control_socket = flags
         .control_socket
         .or(file.control_socket)
-        .unwrap_or_else(|| crate::control::default_socket_path(&state_dir));
+        .unwrap_or_else(|| crate::daemon::paths::default_socket_path(&state_dir));
     let admin_gid = match &flags.admin_group.or(file.admin_group) {
         None => None,
         Some(name) => match nix::unistd::Group::from_name(name) {
@@ -384,8 +344,8 @@ pub fn resolve(
         .ok_or_else(|| invalid(format!("hop-limit: {hop_limit} is out of range 1..=255")))?;
     let uids = flags.allowed_uids.or(file.allowed_uids).unwrap_or_default();
     let gids = flags.allowed_gids.or(file.allowed_gids).unwrap_or_default();
-    let access =
-        (!uids.is_empty() || !gids.is_empty()).then(|| crate::access::AllowList::new(uids, gids));
+    let access = (!uids.is_empty() || !gids.is_empty())
+        .then(|| crate::endpoint::access::AllowList::new(uids, gids));
 
     Ok(Settings {
         listen,

@@ -18,17 +18,14 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Mutex};
 
+use crate::association::state;
 use crate::clock::{rfc3339_seconds, SharedClock};
-use crate::config::default_session_name;
-use crate::credentials::{validate_external_id, validate_session_name, Association, RoleArn};
+use crate::credentials::refresh::{RefresherHandle, Snapshot};
+use crate::credentials::revoke::SessionRevoker;
 use crate::metrics::Metrics;
-use crate::refresh::{RefresherHandle, Snapshot};
-use crate::revoke::SessionRevoker;
-use crate::slots::{Holder, Slots};
-use crate::state;
+use crate::net::slots::{Holder, Slots};
+use crate::role::Association;
 
-/// Socket path used by a root daemon outside systemd.
-pub const SYSTEM_CONTROL_SOCKET: &str = "/run/hostrole/control.sock";
 /// Longest request line accepted.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// How long associate and replace wait for the new role's first credentials.
@@ -134,32 +131,6 @@ pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, metrics: &Metrics) ->
     }
 }
 
-/// The default socket path: systemd's `RUNTIME_DIRECTORY`, else
-/// `/run/hostrole` for root, else `$XDG_RUNTIME_DIR/hostrole`, else the
-/// state directory.
-pub fn default_socket_path(state_dir: &Path) -> PathBuf {
-    if let Some(dir) = crate::config::systemd_directory("RUNTIME_DIRECTORY") {
-        return dir.join("control.sock");
-    }
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from(SYSTEM_CONTROL_SOCKET);
-    }
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("hostrole/control.sock");
-    }
-    state_dir.join("control.sock")
-}
-
-/// The socket a client talks to when none is given: the system one if it
-/// exists, else the one a daemon of this user would create.
-pub fn client_socket_path() -> PathBuf {
-    let system = PathBuf::from(SYSTEM_CONTROL_SOCKET);
-    if system.exists() {
-        return system;
-    }
-    default_socket_path(&crate::config::default_state_dir())
-}
-
 /// Binds the control socket, replacing a stale one, mode 0666 (access is
 /// checked per request with `SO_PEERCRED`).
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
@@ -238,7 +209,7 @@ impl Control {
             return true;
         }
         self.admin_gid
-            .is_some_and(|gid| crate::peer::is_member(gid, caller.gid, &caller.groups))
+            .is_some_and(|gid| crate::net::peer::is_member(gid, caller.gid, &caller.groups))
     }
 
     fn status(&self) -> Status {
@@ -440,22 +411,7 @@ impl Control {
 }
 
 fn role_request(r: RoleRequest) -> Result<Association, String> {
-    let role = RoleArn::parse(r.role_arn.trim()).map_err(|e| e.to_string())?;
-    if let Some(id) = &r.external_id {
-        validate_external_id(id)?;
-    }
-    let session_name = match r.session_name {
-        Some(n) => {
-            validate_session_name(&n)?;
-            n
-        }
-        None => default_session_name(),
-    };
-    Ok(Association {
-        role,
-        external_id: r.external_id,
-        session_name,
-    })
+    Association::new(&r.role_arn, r.external_id, r.session_name).map_err(|e| e.to_string())
 }
 
 /// Serves the control socket until `shutdown` completes. Connections are
@@ -531,7 +487,7 @@ fn peer_of(stream: &UnixStream) -> std::io::Result<Caller> {
     Ok(Caller {
         uid: cred.uid(),
         gid: cred.gid(),
-        groups: crate::peer::unix_peer_groups(stream.as_fd())?,
+        groups: crate::net::peer::unix_peer_groups(stream.as_fd())?,
         pid: cred.pid(),
     })
 }

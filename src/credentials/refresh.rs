@@ -34,8 +34,9 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::clock::{rfc3339_seconds, SharedClock};
-use crate::credentials::{Association, Credentials};
-use crate::issuer::{CredentialSource, FailureKind, FetchError};
+use crate::credentials::issuer::{CredentialSource, FailureKind, FetchError};
+use crate::credentials::Credentials;
+use crate::role::Association;
 
 /// Refresh no later than this before expiry (for sessions of 10 min or more).
 pub const MIN_REFRESH_LEAD: Duration = Duration::from_secs(5 * 60);
