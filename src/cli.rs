@@ -142,30 +142,54 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The flags, in the shape of the config file they override.
-    fn overrides(&self) -> FileConfig {
-        FileConfig {
-            listen: (!self.listen.is_empty()).then(|| self.listen.clone()),
-            role_arn: self.role_arn.clone(),
+    /// The flags, in the shape of the config file they override, each
+    /// checked as the same key in the file would be.
+    fn overrides(&self) -> Result<FileConfig, config::ConfigError> {
+        let listen = self
+            .listen
+            .iter()
+            .map(|a| config::flag("listen", Some(a)).map(Option::unwrap))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hop_limit = self
+            .hop_limit
+            .map(|h| {
+                config::values::HopLimit::try_from(i64::from(h))
+                    .map_err(|e| config::ConfigError::Invalid(format!("hop-limit: {e}")))
+            })
+            .transpose()?;
+        let state_dir = self
+            .state_dir
+            .clone()
+            .map(|d| {
+                config::values::AbsolutePath::try_from(d)
+                    .map_err(|e| config::ConfigError::Invalid(format!("state-dir: {e}")))
+            })
+            .transpose()?;
+        Ok(FileConfig {
+            listen: (!listen.is_empty()).then_some(listen),
+            role_arn: config::flag("role-arn", self.role_arn.as_deref())?,
             external_id: self.external_id.clone(),
             session_name: self.session_name.clone(),
             session_duration_seconds: self.session_duration,
             issuer: self.issuer,
-            sts_endpoint: self.sts_endpoint.clone(),
-            region: self.region.clone(),
-            availability_zone: self.availability_zone.clone(),
+            sts_endpoint: config::flag("sts-endpoint", self.sts_endpoint.as_deref())?,
+            region: config::flag("region", self.region.as_deref())?,
+            availability_zone: config::flag(
+                "availability-zone",
+                self.availability_zone.as_deref(),
+            )?,
             imds_v1: self.imds_v1,
-            state_dir: self.state_dir.clone(),
+            state_dir,
             control_socket: self.control_socket.clone(),
-            metrics_listen: self.metrics_listen.clone(),
-            hop_limit: self.hop_limit,
+            metrics_listen: config::flag("metrics-listen", self.metrics_listen.as_deref())?,
+            hop_limit,
             allowed_uids: (!self.allowed_uids.is_empty()).then(|| self.allowed_uids.clone()),
             allowed_gids: (!self.allowed_gids.is_empty()).then(|| self.allowed_gids.clone()),
             // Set in the config file only.
             admin_group: None,
             revoke_sessions: None,
             iam_endpoint: None,
-        }
+        })
     }
 }
 
@@ -240,8 +264,8 @@ fn socket_path(args: &ClientArgs) -> PathBuf {
 }
 
 fn call(request: &control::Request, args: &ClientArgs) -> Result<control::Response, ExitCode> {
-    let response = control::call(&socket_path(args), request).map_err(|e| match e {
-        control::ClientError::Connect { .. } => fail(EX_UNAVAILABLE, e),
+    let response = control::client::call(&socket_path(args), request).map_err(|e| match e {
+        control::client::ClientError::Connect { .. } => fail(EX_UNAVAILABLE, e),
         _ => fail(EX_SOFTWARE, e),
     })?;
     if response.ok {
@@ -304,53 +328,18 @@ fn status(args: &StatusArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
+    let overrides = match args.overrides() {
+        Ok(o) => o,
+        Err(e) => return fail(EX_CONFIG, e),
+    };
     let settings = match config::load_file(args.config.as_deref())
-        .and_then(|(file, path)| config::resolve(file, args.overrides(), path))
+        .and_then(|(file, path)| config::resolve(file, overrides.clone(), path))
     {
         Ok(s) => s,
         Err(e) => return fail(EX_CONFIG, e),
     };
     if args.check_config {
-        println!("configuration OK");
-        if let Some(p) = &settings.config_path {
-            println!("  config file:      {}", p.display());
-        }
-        let listen: Vec<String> = settings.listen.iter().map(|a| a.to_string()).collect();
-        println!("  listen:           {}", listen.join(", "));
-        println!(
-            "  role:             {}",
-            settings
-                .association
-                .as_ref()
-                .map(|a| a.role.as_str())
-                .unwrap_or("none")
-        );
-        let issuer = match settings.issuer {
-            IssuerKind::Sts => "sts",
-            IssuerKind::Local => "local",
-        };
-        println!("  issuer:           {issuer}");
-        println!(
-            "  session duration: {}s",
-            settings.session_duration.as_secs()
-        );
-        println!(
-            "  region:           {}",
-            settings
-                .region
-                .as_deref()
-                .unwrap_or("(from the AWS environment)")
-        );
-        println!(
-            "  imds v1:          {}",
-            if settings.imds_v1 {
-                "allowed"
-            } else {
-                "disabled"
-            }
-        );
-        println!("  state dir:        {}", settings.state_dir.display());
-        println!("  control socket:   {}", settings.control_socket.display());
+        print!("{}", config::keys::describe(&settings));
         return ExitCode::SUCCESS;
     }
     init_logging(args.log_format);
@@ -368,8 +357,7 @@ fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
         Err(e) => return fail(EX_SOFTWARE, format!("cannot start the runtime: {e}")),
     };
     let config = args.config.clone();
-    let overrides = args.overrides();
-    let reload: crate::daemon::Reload = Box::new(move || {
+    let reload: crate::daemon::reload::Reload = Box::new(move || {
         config::load_file(config.as_deref())
             .and_then(|(file, path)| config::resolve(file, overrides.clone(), path))
     });

@@ -1,7 +1,6 @@
 //! Prometheus metrics, served on their own listener when `metrics-listen`
 //! is set (off by default), in the OpenMetrics text format.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -17,10 +16,13 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
 use crate::credentials::issuer::{CredentialSource, FailureKind, FetchFuture};
 use crate::credentials::refresh::Snapshot;
+use crate::net::accept::accept_until;
 use crate::net::slots::{Holder, Slots};
 use crate::role::Association;
 
@@ -259,7 +261,8 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     clock: SharedClock,
-    shutdown: impl Future<Output = ()>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 ) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving metrics");
@@ -271,19 +274,7 @@ pub async fn serve(
         .header_read_timeout(REQUEST_TIMEOUT)
         .max_buf_size(8192)
         .max_headers(32);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    accept_until(&listener, "metrics", &shutdown, |stream, peer| {
         let holder = stream
             .local_addr()
             .ok()
@@ -299,7 +290,7 @@ pub async fn serve(
             Ok(slot) => slot,
             Err(why) => {
                 tracing::debug!(%peer, "metrics: {why}; closing");
-                continue;
+                return;
             }
         };
         let (metrics, snapshots, clock) = (metrics.clone(), snapshots.clone(), clock.clone());
@@ -320,11 +311,17 @@ pub async fn serve(
             async move { response }
         });
         let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            // A scrape is not worth holding up a stop for.
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_LIFETIME, conn) => {}
+                _ = shutdown.cancelled() => {}
+            }
             drop(slot);
         });
-    }
+    })
+    .await;
 }
 
 /// Binds the metrics listener.

@@ -199,23 +199,42 @@ impl Association {
         external_id: Option<String>,
         session_name: Option<String>,
     ) -> Result<Association, AssociationError> {
-        let error = |key, message: String| AssociationError { key, message };
-        let role = RoleArn::parse(role_arn.trim()).map_err(|e| error("role-arn", e.to_string()))?;
-        if let Some(id) = &external_id {
-            validate_external_id(id).map_err(|e| error("external-id", e))?;
-        }
-        let session_name = match session_name {
-            Some(name) => {
-                validate_session_name(&name).map_err(|e| error("session-name", e))?;
-                name
-            }
-            None => default_session_name(),
-        };
+        let role = RoleArn::parse(role_arn.trim()).map_err(|e| AssociationError {
+            key: "role-arn",
+            message: e.to_string(),
+        })?;
+        Self::with_role(role, external_id, session_name)
+    }
+
+    /// An association of an already parsed role; the same checks as
+    /// [`Association::new`] for the rest.
+    pub fn with_role(
+        role: RoleArn,
+        external_id: Option<String>,
+        session_name: Option<String>,
+    ) -> Result<Association, AssociationError> {
+        Self::check_options(external_id.as_deref(), session_name.as_deref())?;
         Ok(Association {
             role,
             external_id,
-            session_name,
+            session_name: session_name.unwrap_or_else(default_session_name),
         })
+    }
+
+    /// Checks an external id and a session name given with or without a
+    /// role (a configuration may set them before the role is associated).
+    pub fn check_options(
+        external_id: Option<&str>,
+        session_name: Option<&str>,
+    ) -> Result<(), AssociationError> {
+        let error = |key, message: String| AssociationError { key, message };
+        if let Some(id) = external_id {
+            validate_external_id(id).map_err(|e| error("external-id", e))?;
+        }
+        if let Some(name) = session_name {
+            validate_session_name(name).map_err(|e| error("session-name", e))?;
+        }
+        Ok(())
     }
 }
 

@@ -1,11 +1,14 @@
 //! Properties of the request handler over random requests: it never panics,
-//! and with IMDSv1 disabled it never returns a credential (or the role's
-//! name) to a request without a valid token. Runs in CI; `fuzz/` holds the
+//! with IMDSv1 disabled it never returns a credential (or the role's name)
+//! to a request without a valid token, a caller outside the allow-list
+//! never learns the role even with a valid token, and with hop limit 1 a
+//! caller from elsewhere never gets a token. Runs in CI; `fuzz/` holds the
 //! coverage-guided version of the same target.
 
 mod support;
 
-use hostrole::endpoint::imds::{handle, Peer};
+use hostrole::endpoint::access::AllowList;
+use hostrole::endpoint::imds::{handle, Caller, ResponseTtl, Route};
 use http::{Method, Request};
 use proptest::prelude::*;
 use support::world::*;
@@ -164,19 +167,68 @@ proptest! {
             // http refused to build it (an invalid header value): nothing to send.
             return Ok(());
         };
-        let reply = handle(&req, &w.snapshot, &w.endpoint, &Peer::default());
+        let reply = handle(&req, &w.snapshot, &w.endpoint, &Caller::default());
         let text = String::from_utf8_lossy(reply.response.body()).into_owned();
         if !carries_valid_token {
             prop_assert!(!text.contains(&"s".repeat(40)), "secret served: {req:?}");
             prop_assert!(!text.contains("ASIA"), "key id served: {req:?}");
             prop_assert!(!text.contains(&"t".repeat(300)), "session token served: {req:?}");
             prop_assert!(
-                !reply.route.starts_with("credentials") || reply.response.status() != 200,
+                !reply.route.reveals_role() || reply.response.status() != 200,
                 "credential route answered 200 without a token: {req:?}"
             );
         }
         if reply.response.status() == 200 && text.contains("ASIA") {
             prop_assert!(carries_valid_token);
+        }
+    }
+
+    #[test]
+    fn a_caller_outside_the_allow_list_never_learns_the_role_and_a_far_one_gets_no_token(
+        method in method(),
+        path in path(),
+        headers in extra_headers(),
+        caller_uid in prop::option::of(prop_oneof![Just(0u32), Just(1000u32), Just(65534u32), any::<u32>()]),
+        allowed_uids in prop::collection::vec(prop_oneof![Just(0u32), Just(1000u32), any::<u32>()], 0..3),
+        restricted in prop::bool::ANY,
+        on_this_host in prop::bool::ANY,
+        hop_limit in 1u8..=3,
+    ) {
+        let mut w = world_with(true, true);
+        w.endpoint.hop_limit = hop_limit;
+        if restricted {
+            // Groups are never looked up here: gids only through a uid's groups.
+            w.endpoint.access = Some(AllowList::new(allowed_uids.clone(), vec![]));
+        }
+        let caller = Caller { addr: None, on_this_host, uid: caller_uid, groups: None };
+        let valid = w.token();
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path.as_str())
+            .header("host", "169.254.169.254")
+            .header("x-aws-ec2-metadata-token", valid.as_str())
+            .header("x-aws-ec2-metadata-token-ttl-seconds", "60");
+        for (k, v) in &headers {
+            if k != "host" {
+                b = b.header(k.as_str(), v.as_str());
+            }
+        }
+        let Ok(req) = b.body(()) else {
+            return Ok(());
+        };
+        let reply = handle(&req, &w.snapshot, &w.endpoint, &caller);
+        let text = String::from_utf8_lossy(reply.response.body()).into_owned();
+        let allowed = !restricted || caller_uid.is_some_and(|u| allowed_uids.contains(&u));
+        if !allowed {
+            prop_assert!(!text.contains("demo"), "role named to a refused caller: {req:?}");
+            prop_assert!(!text.contains("ASIA"), "credentials to a refused caller: {req:?}");
+            prop_assert!(!reply.route.reveals_role(), "role route reached by a refused caller: {req:?}");
+        }
+        if reply.route == Route::Token && reply.response.status() == 200 {
+            prop_assert!(on_this_host || hop_limit > 1, "token to a caller from elsewhere: {req:?}");
+            prop_assert_eq!(reply.ttl, ResponseTtl::HopLimit);
+        } else {
+            prop_assert_eq!(reply.ttl, ResponseTtl::System);
         }
     }
 }

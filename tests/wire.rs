@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use hostrole::endpoint::imds::{handle, Peer, Reply};
+use hostrole::endpoint::imds::{handle, Caller, Reply};
 use hostrole::endpoint::token::TokenAuthority;
 use http::{Method, Request};
 use support::world::*;
@@ -477,7 +477,7 @@ async fn a_host_header_that_is_not_an_ip_or_localhost_is_refused() {
             &b.body(()).unwrap(),
             &w.snapshot,
             &w.endpoint,
-            &Peer::default(),
+            &Caller::default(),
         ))
     };
     for bad in [

@@ -1,9 +1,12 @@
 //! Fuzzes the request handler: any method, path and headers, with or
-//! without a valid token. It must never panic, and with IMDSv1 disabled it
-//! must never answer credentials to a request without a valid token.
+//! without a valid token, from a caller inside or outside an allow-list.
+//! It must never panic, with IMDSv1 disabled it must never answer
+//! credentials to a request without a valid token, and it must never name
+//! the role to a caller outside the allow-list.
 #![no_main]
 
-use hostrole::endpoint::imds::{handle, Peer};
+use hostrole::endpoint::access::AllowList;
+use hostrole::endpoint::imds::{handle, Caller};
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 
@@ -12,7 +15,8 @@ use libfuzzer_sys::fuzz_target;
 mod world;
 
 fuzz_target!(|data: &[u8]| {
-    // Layout: one flag byte (bit 0: add a valid token), then lines:
+    // Layout: one flag byte (bit 0: add a valid token; bit 1: allow-list of
+    // uid 1000; bit 2: the caller is uid 1000, else 2000), then lines:
     // method, path, and `name: value` headers.
     let Some((&flags, rest)) = data.split_first() else {
         return;
@@ -21,7 +25,15 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.split('\n');
     let method = lines.next().unwrap_or("GET");
     let path = lines.next().unwrap_or("/");
-    let w = world::world_with(false, true);
+    let mut w = world::world_with(false, true);
+    let restricted = flags & 2 == 2;
+    if restricted {
+        w.endpoint.access = Some(AllowList::new(vec![1000], vec![]));
+    }
+    let caller = Caller {
+        uid: Some(if flags & 4 == 4 { 1000 } else { 2000 }),
+        ..Caller::default()
+    };
     let valid = w.token();
     let mut b = Request::builder().method(method).uri(path);
     let mut with_token = false;
@@ -38,7 +50,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = b.body(()) else {
         return;
     };
-    let reply = handle(&req, &w.snapshot, &w.endpoint, &Peer::default());
+    let reply = handle(&req, &w.snapshot, &w.endpoint, &caller);
+    if restricted && caller.uid != Some(1000) {
+        let body = reply.response.body();
+        assert!(
+            !body.windows(4).any(|x| x == b"ASIA" || x == b"demo"),
+            "role or credentials to a caller outside the allow-list: {req:?}"
+        );
+    }
     if !with_token {
         let body = reply.response.body();
         assert!(

@@ -1,6 +1,7 @@
-//! Changing the host's role: the [`control`] socket takes requests from
-//! `hostrole associate | replace | disassociate | status`, and [`state`]
-//! keeps the association across restarts.
+//! Changing the host's role: the [`service`] is the one way to change it,
+//! used at start, on reload and by the [`control`] socket; [`state`] keeps
+//! the association across restarts.
 
 pub mod control;
+pub mod service;
 pub mod state;

@@ -1,6 +1,6 @@
 //! The temporary credentials issued for the host's role, and the flow that
 //! keeps them fresh: an [`issuer`] fetches them, the [`refresh`] task
-//! schedules fetches and publishes snapshots, [`revoke`] cuts a removed
+//! schedules fetches ([`schedule`]) and publishes [`snapshot`]s, [`revoke`] cuts a removed
 //! role's sessions on the AWS side.
 //!
 //! Secrets live in [`Zeroizing`] buffers so they are wiped when dropped; no
@@ -10,6 +10,8 @@
 pub mod issuer;
 pub mod refresh;
 pub mod revoke;
+pub mod schedule;
+pub mod snapshot;
 
 use std::fmt;
 use std::time::SystemTime;

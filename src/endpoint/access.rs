@@ -41,19 +41,34 @@ impl AllowList {
     }
 
     /// Whether `uid` may read credentials: listed itself, or a member
-    /// (primary or supplementary, see [`crate::net::peer::is_member`]) of a
-    /// listed group. The groups come from `cache`, never from this thread.
-    pub async fn allows(&self, uid: u32, cache: &GroupCache) -> bool {
+    /// (primary or supplementary, see [`crate::net::peergroups::is_member`]) of a
+    /// listed group. `groups` are the user's groups, when looked up (see
+    /// [`AllowList::needs_groups`]); none looked up means no group.
+    pub fn permits(&self, uid: u32, groups: Option<&Groups>) -> bool {
         if self.uids.binary_search(&uid).is_ok() {
             return true;
         }
-        if self.gids.is_empty() {
-            return false;
-        }
-        let groups = cache.groups_of(uid).await;
-        self.gids
-            .iter()
-            .any(|&gid| crate::net::peer::is_member(gid, groups.primary, &groups.all))
+        groups.is_some_and(|g| {
+            self.gids
+                .iter()
+                .any(|&gid| crate::net::peergroups::is_member(gid, g.primary, &g.all))
+        })
+    }
+
+    /// The listed uids, sorted.
+    pub fn uids(&self) -> &[u32] {
+        &self.uids
+    }
+
+    /// The listed gids, sorted.
+    pub fn gids(&self) -> &[u32] {
+        &self.gids
+    }
+
+    /// Whether deciding about `uid` needs its groups: it is not listed
+    /// itself and groups are.
+    pub fn needs_groups(&self, uid: u32) -> bool {
+        self.uids.binary_search(&uid).is_err() && !self.gids.is_empty()
     }
 }
 
@@ -143,12 +158,18 @@ mod tests {
     async fn uids_are_allowed_by_number_and_by_group() {
         let cache = GroupCache::default();
         let list = AllowList::new(vec![1000], vec![]);
-        assert!(list.allows(1000, &cache).await);
-        assert!(!list.allows(0, &cache).await);
+        assert!(list.permits(1000, None));
+        assert!(!list.needs_groups(0), "no groups listed: none needed");
+        assert!(!list.permits(0, None));
         // root's primary group is 0 on every system.
         let by_group = AllowList::new(vec![], vec![0]);
-        assert!(by_group.allows(0, &cache).await);
-        assert!(!by_group.allows(4_000_000, &cache).await);
+        assert!(by_group.needs_groups(0));
+        assert!(by_group.permits(0, Some(&*cache.groups_of(0).await)));
+        assert!(!by_group.permits(0, None), "groups not looked up: no group");
+        assert!(!by_group.permits(4_000_000, Some(&*cache.groups_of(4_000_000).await)));
+        let both = AllowList::new(vec![7], vec![0]);
+        assert!(!both.needs_groups(7), "listed by uid: no lookup");
+        assert!(both.permits(7, None));
     }
 
     #[tokio::test]

@@ -16,32 +16,36 @@
 //!   when IMDSv1 is disabled: 401.
 //! - Unknown paths, unknown roles, no role: 404 (never 401/403/5xx for
 //!   "unsupported": the Java SDK falls back only on 404).
+//!
+//! Every decision about the caller is made here too, from the [`Caller`]
+//! the server found when it accepted the connection: a token only for a
+//! caller on this host when the hop limit is 1, and nothing about the role
+//! (`meta-data/iam/…`) for a caller outside `allowed-uids`/`allowed-gids`,
+//! refused before anything is rendered. The [`Reply`] says which TTL the
+//! response needs; the server only carries it out.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use serde::Serialize;
-use zeroize::Zeroizing;
+use http::header::HeaderValue;
+use http::{Method, Request, Response, StatusCode};
 
-use crate::clock::{rfc3339_seconds, SharedClock};
-use crate::credentials::refresh::Snapshot;
-use crate::credentials::Credentials;
-use crate::endpoint::identity::{
-    architecture, instance_profile_arn, instance_profile_id, InstanceIdentity,
+use super::access::{AllowList, Groups};
+use super::documents::{
+    credential_document, forbidden, iam_info, identity_document, not_allowed, status_only, text,
 };
-use crate::endpoint::token::{TokenAuthority, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS};
+use super::identity::InstanceIdentity;
+use super::request::{host_is_allowed, is_version, parse_ttl};
+pub use super::request::{FORWARDED_FOR_HEADER, TOKEN_HEADER, TOKEN_TTL_HEADER};
+pub use super::route::Route;
+use super::token::TokenAuthority;
+use crate::clock::SharedClock;
+use crate::credentials::refresh::Snapshot;
 
-/// Request header carrying the requested token TTL; also sent back.
-pub const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
-/// Request header carrying the session token.
-pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
-/// Proxies add this; a token request carrying it is refused.
-pub const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
-
-/// Everything the handler needs besides the request and the snapshot.
+/// Everything the handler needs besides the request, the caller and the
+/// snapshot.
 #[derive(Debug)]
 pub struct Endpoint {
     /// Issues and checks session tokens.
@@ -52,20 +56,57 @@ pub struct Endpoint {
     pub identity: InstanceIdentity,
     /// Wall and boot clocks.
     pub clock: SharedClock,
+    /// IP TTL / IPv6 hop limit of token responses; with 1, tokens go only
+    /// to callers on this host.
+    pub hop_limit: u8,
+    /// Who may learn the role and read its credentials, when restricted.
+    pub access: Option<AllowList>,
 }
 
 /// Who sent the request, as the server found out once per connection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Peer {
+#[derive(Debug, Clone)]
+pub struct Caller {
     /// The remote address, when known.
     pub addr: Option<SocketAddr>,
-    /// Not in `allowed-uids`/`allowed-gids` (or not a local user while an
-    /// allow-list is set): may not learn the role or read its credentials.
-    pub role_denied: bool,
-    /// With hop limit 1, a caller whose source address is not one of this
-    /// host's own: gets no token (a container on the host's own bridge is
-    /// not routed, so the hop limit alone cannot stop it).
-    pub not_local: bool,
+    /// The source address is one of this host's own (loopback, the address
+    /// called, or an interface address).
+    pub on_this_host: bool,
+    /// The user owning the caller's socket, when the caller is on this host
+    /// and the kernel says.
+    pub uid: Option<u32>,
+    /// That user's groups, looked up only when the allow-list needs them.
+    pub groups: Option<Arc<Groups>>,
+}
+
+impl Default for Caller {
+    /// A caller on this host, of unknown user.
+    fn default() -> Self {
+        Caller {
+            addr: None,
+            on_this_host: true,
+            uid: None,
+            groups: None,
+        }
+    }
+}
+
+impl Endpoint {
+    /// Whether `caller` may learn the role and read its credentials.
+    pub fn may_read_role(&self, caller: &Caller) -> bool {
+        match &self.access {
+            None => true,
+            Some(list) => caller
+                .uid
+                .is_some_and(|uid| list.permits(uid, caller.groups.as_deref())),
+        }
+    }
+
+    /// Whether `caller` may be given a token: with hop limit 1 only from
+    /// this host (a container on the host's own bridge reaches it unrouted,
+    /// so no TTL is decremented and the hop limit alone cannot stop it).
+    pub fn may_get_token(&self, caller: &Caller) -> bool {
+        self.hop_limit > 1 || caller.on_this_host
+    }
 }
 
 /// The IP TTL (IPv6 hop limit) a response must leave with.
@@ -89,8 +130,8 @@ pub const ALLOW_LIST_REFUSAL: &str = "credentials refused: caller not in allowed
 pub struct Reply {
     /// The response to send.
     pub response: Response<Bytes>,
-    /// A short, fixed name of the route, for logs and metrics.
-    pub route: &'static str,
+    /// What was asked for.
+    pub route: Route,
     /// The snapshot held credentials that have expired: wake the refresher.
     pub stale: bool,
     /// The TTL the response needs.
@@ -99,195 +140,13 @@ pub struct Reply {
     pub refused: Option<&'static str>,
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
-    let mut r = Response::new(body.into());
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    r
-}
-
-/// The answer to a caller who may not read credentials.
-pub fn forbidden() -> Response<Bytes> {
-    status_only(StatusCode::FORBIDDEN)
-}
-
-/// The answer when the daemon cannot answer safely (a token whose TTL
-/// cannot be set).
-pub fn unavailable() -> Response<Bytes> {
-    status_only(StatusCode::SERVICE_UNAVAILABLE)
-}
-
-fn status_only(status: StatusCode) -> Response<Bytes> {
-    let body = match status {
-        StatusCode::BAD_REQUEST => "Bad Request",
-        StatusCode::UNAUTHORIZED => "Unauthorized",
-        StatusCode::FORBIDDEN => "Forbidden",
-        StatusCode::NOT_FOUND => "Not Found",
-        StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed",
-        StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
-        _ => "Error",
-    };
-    text(status, body)
-}
-
-fn not_allowed(allow: &'static str) -> Response<Bytes> {
-    let mut r = status_only(StatusCode::METHOD_NOT_ALLOWED);
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    r
-}
-
-/// The host a request names must be an IP literal or `localhost` (with an
-/// optional port), so that a web page cannot reach the endpoint through DNS
-/// rebinding. That holds for the `Host` header (at most one) and for the
-/// authority of an absolute-form target (`GET http://host/… HTTP/1.1`),
-/// which HTTP/1.1 servers must prefer to `Host`; when both are present they
-/// must name the same host.
-pub fn host_is_allowed<B>(req: &Request<B>) -> bool {
-    let mut headers = req.headers().get_all(http::header::HOST).iter();
-    let (header, second) = (headers.next(), headers.next());
-    if second.is_some() {
-        return false;
-    }
-    let header = match header.map(HeaderValue::to_str) {
-        None => None, // HTTP/1.0 clients may omit it.
-        Some(Ok(host)) if authority_is_allowed(host) => Some(host),
-        Some(_) => return false,
-    };
-    match req.uri().authority().map(|a| a.as_str()) {
-        None => true,
-        Some(target) => {
-            authority_is_allowed(target) && header.map_or(true, |h| h.eq_ignore_ascii_case(target))
-        }
-    }
-}
-
-/// `host[:port]` where host is an IP literal (`[v6]` for IPv6) or `localhost`.
-fn authority_is_allowed(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((v6, port)) if port.is_empty() || valid_port(port.strip_prefix(':')) => {
-                return v6.parse::<std::net::Ipv6Addr>().is_ok();
-            }
-            _ => return false,
-        }
-    } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) if valid_port(Some(port)) => name,
-            Some(_) => return false,
-            None => host,
-        }
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
-}
-
-fn valid_port(port: Option<&str>) -> bool {
-    matches!(port, Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Parses the requested token TTL: an integer in 1..=21600.
-fn parse_ttl(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(TOKEN_TTL_HEADER).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let s = value.to_str().ok()?.trim();
-    if s.is_empty() || s.len() > 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = s.parse().ok()?;
-    (MIN_TOKEN_TTL_SECONDS..=MAX_TOKEN_TTL_SECONDS)
-        .contains(&n)
-        .then_some(n)
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct CredentialDocument<'a> {
-    code: &'static str,
-    last_updated: String,
-    #[serde(rename = "Type")]
-    kind: &'static str,
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    token: &'a str,
-    expiration: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_id: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct IamInfo {
-    code: &'static str,
-    last_updated: String,
-    instance_profile_arn: String,
-    instance_profile_id: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IdentityDocument<'a> {
-    account_id: &'a str,
-    architecture: &'static str,
-    availability_zone: &'a str,
-    billing_products: Option<Vec<String>>,
-    devpay_product_codes: Option<Vec<String>>,
-    marketplace_product_codes: Option<Vec<String>>,
-    image_id: &'static str,
-    instance_id: &'a str,
-    instance_type: &'static str,
-    kernel_id: Option<String>,
-    pending_time: String,
-    private_ip: &'static str,
-    ramdisk_id: Option<String>,
-    region: &'a str,
-    version: &'static str,
-}
-
-fn json<T: Serialize>(value: &T) -> Response<Bytes> {
-    match serde_json::to_string_pretty(value) {
-        Ok(body) => text(StatusCode::OK, body),
-        Err(_) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
-fn credential_document(c: &Credentials, account_id: Option<&str>) -> Response<Bytes> {
-    let doc = CredentialDocument {
-        code: "Success",
-        last_updated: rfc3339_seconds(c.last_updated),
-        kind: "AWS-HMAC",
-        access_key_id: &c.access_key_id,
-        secret_access_key: &c.secret_access_key,
-        token: &c.session_token,
-        expiration: rfc3339_seconds(c.expiration),
-        account_id,
-    };
-    // Wiped when hyper drops the last reference, after writing it; sized up
-    // front so it is never reallocated (which would leave an unwiped copy).
-    let capacity = 512 + c.access_key_id.len() + c.secret_access_key.len() + c.session_token.len();
-    let mut body = Zeroizing::new(Vec::with_capacity(capacity));
-    match serde_json::to_writer_pretty(&mut *body, &doc) {
-        Ok(()) => text(StatusCode::OK, Bytes::from_owner(body)),
-        Err(_) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
-/// The dated metadata API versions EC2 lists at `/`, oldest first.
-pub const DATED_VERSIONS: &str = "1.0 2007-01-19 2007-03-01 2007-08-29 2007-10-10 2007-12-15 \
-2008-02-01 2008-09-01 2009-04-04 2011-01-01 2011-05-01 2012-01-12 2014-02-25 2014-11-05 \
-2015-10-20 2016-04-19 2016-06-30 2016-09-02 2018-03-28 2018-08-17 2018-09-24 2019-10-01 \
-2020-10-27 2021-01-03 2021-03-23 2021-07-15 2022-09-24 2024-04-11";
-
-/// A metadata API version EC2 serves: `latest` or one of [`DATED_VERSIONS`].
-fn is_version(segment: &str) -> bool {
-    segment == "latest" || DATED_VERSIONS.split(' ').any(|v| v == segment)
-}
-
 /// Answers one IMDS request.
-pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, peer: &Peer) -> Reply {
+pub fn handle<B>(
+    req: &Request<B>,
+    snapshot: &Snapshot,
+    endpoint: &Endpoint,
+    caller: &Caller,
+) -> Reply {
     let reply = |response, route| Reply {
         response,
         route,
@@ -304,7 +163,7 @@ pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, pee
     };
     let headers = req.headers();
     if !host_is_allowed(req) {
-        return reply(status_only(StatusCode::BAD_REQUEST), "bad-host");
+        return reply(status_only(StatusCode::BAD_REQUEST), Route::BadHost);
     }
     // Split the path into its segments, tolerating repeated and trailing slashes.
     let segments: Vec<&str> = req
@@ -318,19 +177,19 @@ pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, pee
     let method = req.method();
     if method == Method::PUT {
         if !is_token_path {
-            return reply(not_allowed("GET, HEAD"), "other");
+            return reply(not_allowed("GET, HEAD"), Route::Other);
         }
         if segments.len() != 3 || segments[0] != "latest" {
-            return reply(status_only(StatusCode::FORBIDDEN), "token");
+            return reply(status_only(StatusCode::FORBIDDEN), Route::Token);
         }
         if headers.contains_key(FORWARDED_FOR_HEADER) {
-            return reply(status_only(StatusCode::BAD_REQUEST), "token");
+            return reply(status_only(StatusCode::BAD_REQUEST), Route::Token);
         }
         let Some(ttl) = parse_ttl(headers) else {
-            return reply(status_only(StatusCode::BAD_REQUEST), "token");
+            return reply(status_only(StatusCode::BAD_REQUEST), Route::Token);
         };
-        if peer.not_local {
-            return refuse("token", NOT_LOCAL_REFUSAL);
+        if !endpoint.may_get_token(caller) {
+            return refuse(Route::Token, NOT_LOCAL_REFUSAL);
         }
         let token = endpoint.tokens.issue(Duration::from_secs(ttl));
         let mut response = text(StatusCode::OK, token);
@@ -339,18 +198,22 @@ pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, pee
             .insert(TOKEN_TTL_HEADER, HeaderValue::from(ttl));
         return Reply {
             ttl: ResponseTtl::HopLimit,
-            ..reply(response, "token")
+            ..reply(response, Route::Token)
         };
     }
     if method != Method::GET && method != Method::HEAD {
         let allow = if is_token_path { "PUT" } else { "GET, HEAD" };
         return reply(
             not_allowed(allow),
-            if is_token_path { "token" } else { "other" },
+            if is_token_path {
+                Route::Token
+            } else {
+                Route::Other
+            },
         );
     }
     if is_token_path {
-        return reply(not_allowed("PUT"), "token");
+        return reply(not_allowed("PUT"), Route::Token);
     }
 
     // IMDSv2: a presented token must be valid; without one, only if v1 is on.
@@ -361,11 +224,11 @@ pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, pee
                 .map(|t| endpoint.tokens.validate(t).is_ok())
                 .unwrap_or(false);
             if !valid {
-                return reply(status_only(StatusCode::UNAUTHORIZED), "unauthorized");
+                return reply(status_only(StatusCode::UNAUTHORIZED), Route::Unauthorized);
             }
         }
         None if !endpoint.imds_v1 => {
-            return reply(status_only(StatusCode::UNAUTHORIZED), "unauthorized");
+            return reply(status_only(StatusCode::UNAUTHORIZED), Route::Unauthorized);
         }
         None => {}
     }
@@ -378,15 +241,15 @@ pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, pee
     let not_found = || status_only(StatusCode::NOT_FOUND);
     // The role's name and credentials are decided here, before anything
     // about them is rendered.
-    if peer.role_denied
+    if !endpoint.may_read_role(caller)
         && matches!(segments.as_slice(), [v, "meta-data", "iam", ..] if is_version(v))
     {
-        return refuse("iam-refused", ALLOW_LIST_REFUSAL);
+        return refuse(Route::IamRefused, ALLOW_LIST_REFUSAL);
     }
 
     let (response, route) = match segments.as_slice() {
-        [] => (text(StatusCode::OK, "latest"), "index"),
-        [v] if is_version(v) => (text(StatusCode::OK, "dynamic\nmeta-data"), "index"),
+        [] => (text(StatusCode::OK, "latest"), Route::Index),
+        [v] if is_version(v) => (text(StatusCode::OK, "dynamic\nmeta-data"), Route::Index),
         [v, rest @ ..] if is_version(v) => match rest {
             ["meta-data"] => {
                 let index = if role.is_some() {
@@ -394,30 +257,28 @@ pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, pee
                 } else {
                     "instance-id\nplacement/"
                 };
-                (text(StatusCode::OK, index), "index")
+                (text(StatusCode::OK, index), Route::Index)
             }
             ["meta-data", "iam"] => match role {
-                Some(_) => (text(StatusCode::OK, "info\nsecurity-credentials/"), "index"),
-                None => (not_found(), "index"),
+                Some(_) => (
+                    text(StatusCode::OK, "info\nsecurity-credentials/"),
+                    Route::Index,
+                ),
+                None => (not_found(), Route::Index),
             },
             ["meta-data", "iam", "info"] => match role {
                 Some(role) => (
-                    json(&IamInfo {
-                        code: "Success",
-                        last_updated: rfc3339_seconds(snapshot.last_refresh.unwrap_or(id.started)),
-                        instance_profile_arn: instance_profile_arn(role),
-                        instance_profile_id: instance_profile_id(role),
-                    }),
-                    "iam-info",
+                    iam_info(role, snapshot.last_refresh.unwrap_or(id.started)),
+                    Route::IamInfo,
                 ),
-                None => (not_found(), "iam-info"),
+                None => (not_found(), Route::IamInfo),
             },
             ["meta-data", "iam", list @ ("security-credentials" | "security-credentials-extended")] =>
             {
                 let route = if *list == "security-credentials" {
-                    "credentials-list"
+                    Route::CredentialsList
                 } else {
-                    "credentials-extended-list"
+                    Route::CredentialsExtendedList
                 };
                 match role {
                     Some(role) => (text(StatusCode::OK, role.name().to_owned()), route),
@@ -428,9 +289,9 @@ pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, pee
             {
                 let extended = *kind == "security-credentials-extended";
                 let route = if extended {
-                    "credentials-extended"
+                    Route::CredentialsExtended
                 } else {
-                    "credentials"
+                    Route::Credentials
                 };
                 match (role, creds) {
                     (Some(role), Some(c)) if role.name() == *name => (
@@ -440,44 +301,29 @@ pub fn handle<B>(req: &Request<B>, snapshot: &Snapshot, endpoint: &Endpoint, pee
                     _ => (not_found(), route),
                 }
             }
-            ["meta-data", "instance-id"] => {
-                (text(StatusCode::OK, id.instance_id.clone()), "instance-id")
-            }
-            ["meta-data", "placement"] => {
-                (text(StatusCode::OK, "availability-zone\nregion"), "index")
-            }
+            ["meta-data", "instance-id"] => (
+                text(StatusCode::OK, id.instance_id.clone()),
+                Route::InstanceId,
+            ),
+            ["meta-data", "placement"] => (
+                text(StatusCode::OK, "availability-zone\nregion"),
+                Route::Index,
+            ),
             ["meta-data", "placement", "region"] => {
-                (text(StatusCode::OK, id.region.clone()), "region")
+                (text(StatusCode::OK, id.region.clone()), Route::Region)
             }
             ["meta-data", "placement", "availability-zone"] => (
                 text(StatusCode::OK, id.availability_zone.clone()),
-                "availability-zone",
+                Route::AvailabilityZone,
             ),
-            ["dynamic"] => (text(StatusCode::OK, "instance-identity/"), "index"),
-            ["dynamic", "instance-identity"] => (text(StatusCode::OK, "document"), "index"),
-            ["dynamic", "instance-identity", "document"] => (
-                json(&IdentityDocument {
-                    account_id: role.map(|r| r.account_id()).unwrap_or(""),
-                    architecture: architecture(),
-                    availability_zone: &id.availability_zone,
-                    billing_products: None,
-                    devpay_product_codes: None,
-                    marketplace_product_codes: None,
-                    image_id: "ami-00000000000000000",
-                    instance_id: &id.instance_id,
-                    instance_type: "hostrole.local",
-                    kernel_id: None,
-                    pending_time: rfc3339_seconds(id.started),
-                    private_ip: "127.0.0.1",
-                    ramdisk_id: None,
-                    region: &id.region,
-                    version: "2017-09-30",
-                }),
-                "identity-document",
-            ),
-            _ => (not_found(), "other"),
+            ["dynamic"] => (text(StatusCode::OK, "instance-identity/"), Route::Index),
+            ["dynamic", "instance-identity"] => (text(StatusCode::OK, "document"), Route::Index),
+            ["dynamic", "instance-identity", "document"] => {
+                (identity_document(id, role), Route::IdentityDocument)
+            }
+            _ => (not_found(), Route::Other),
         },
-        _ => (not_found(), "other"),
+        _ => (not_found(), Route::Other),
     };
     Reply {
         response,

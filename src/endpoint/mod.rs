@@ -1,11 +1,17 @@
-//! The endpoint callers talk to: an HTTP server ([`server`]) that hands
-//! each request to one pure handler ([`imds`]) over the latest credential
-//! snapshot. [`token`] issues and checks IMDSv2 session tokens,
-//! [`access`] decides who may read the role, [`identity`] is what the
-//! instance reports about itself.
+//! The endpoint callers talk to: an HTTP server ([`server`], with the
+//! per-connection state in [`conn`]) that hands each request to one pure
+//! handler ([`imds`]) over the latest credential snapshot. The handler
+//! checks the request ([`request`]), answers with EC2's documents
+//! ([`documents`]), issues and checks IMDSv2 session tokens ([`token`]),
+//! and decides who may read the role ([`access`]); [`identity`] is what
+//! the instance reports about itself.
 
 pub mod access;
+pub mod conn;
+pub mod documents;
 pub mod identity;
 pub mod imds;
+pub mod request;
+pub mod route;
 pub mod server;
 pub mod token;

@@ -2,15 +2,13 @@
 //!
 //! [`tcp_socket_owner`] asks the kernel, with one exact `NETLINK_SOCK_DIAG`
 //! lookup, for the owner (uid and inode) of the caller's end of a loopback
-//! TCP connection that we accepted; it never reads `/proc`.
-//! [`unix_peer_groups`] reads the supplementary groups of the process at the
-//! other end of a connected Unix socket with `SO_PEERGROUPS`, and
-//! [`is_member`] is the one definition of group membership.
+//! TCP connection that we accepted; it never reads `/proc`. (For a Unix
+//! socket peer, see [`crate::net::peergroups`].)
 
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
 use nix::libc;
@@ -28,113 +26,7 @@ pub struct SocketOwner {
     pub inode: u64,
 }
 
-/// `SO_PEERGROUPS` from `asm-generic/socket.h` (sparc has its own numbering).
-#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
-const SO_PEERGROUPS: libc::c_int = 59;
-#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
-const SO_PEERGROUPS: libc::c_int = 0x3d;
-
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 1;
-/// `SOCK_DIAG_BY_FAMILY` from `linux/sock_diag.h`.
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const QUERY_SEQ: u32 = 1;
-
-/// `struct nlmsghdr` from `linux/netlink.h`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct NlMsgHdr {
-    len: u32,
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    pid: u32,
-}
-
-/// `struct inet_diag_sockid` from `linux/inet_diag.h`; ports and addresses in
-/// network byte order.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct InetDiagSockId {
-    sport: u16,
-    dport: u16,
-    src: [u8; 16],
-    dst: [u8; 16],
-    interface: u32,
-    cookie: [u32; 2],
-}
-
-/// `struct inet_diag_req_v2` from `linux/inet_diag.h`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct InetDiagReqV2 {
-    family: u8,
-    protocol: u8,
-    ext: u8,
-    pad: u8,
-    states: u32,
-    id: InetDiagSockId,
-}
-
-/// `struct inet_diag_msg` from `linux/inet_diag.h`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct InetDiagMsg {
-    family: u8,
-    state: u8,
-    timer: u8,
-    retrans: u8,
-    id: InetDiagSockId,
-    expires: u32,
-    rqueue: u32,
-    wqueue: u32,
-    uid: u32,
-    inode: u32,
-}
-
-/// A netlink request: header followed by the sock_diag request.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Request {
-    hdr: NlMsgHdr,
-    req: InetDiagReqV2,
-}
-
-// These sizes prove the structs have no padding, which `Plain` relies on.
-const _: () = assert!(size_of::<NlMsgHdr>() == 16);
-const _: () = assert!(size_of::<InetDiagSockId>() == 48);
-const _: () = assert!(size_of::<InetDiagReqV2>() == 56);
-const _: () = assert!(size_of::<InetDiagMsg>() == 72);
-const _: () = assert!(size_of::<Request>() == 72);
-
-/// Marker for structs that are plain bytes.
-///
-/// # Safety
-/// Implementors are `repr(C)`, hold only integers and have no padding, so
-/// every byte pattern is a valid value and every byte of a value is initialised.
-unsafe trait Plain: Copy {}
-// SAFETY: repr(C), integer fields only, sizes asserted above (no padding).
-unsafe impl Plain for NlMsgHdr {}
-// SAFETY: as above.
-unsafe impl Plain for InetDiagMsg {}
-// SAFETY: as above.
-unsafe impl Plain for Request {}
-// SAFETY: a plain integer.
-unsafe impl Plain for i32 {}
-
-fn as_bytes<T: Plain>(value: &T) -> &[u8] {
-    // SAFETY: `T: Plain` has no padding, so all size_of::<T>() bytes behind the
-    // reference are initialised; the slice borrows `value`.
-    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
-}
-
-fn read_plain<T: Plain>(bytes: &[u8]) -> Option<T> {
-    // SAFETY: the length is checked; `read_unaligned` needs no alignment, and
-    // any byte pattern is a valid `T: Plain`.
-    (bytes.len() >= size_of::<T>())
-        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
-}
+use super::netlink::*;
 
 fn invalid(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
@@ -292,55 +184,13 @@ fn reply_addr(family: u8, bytes: [u8; 16]) -> Option<IpAddr> {
     }
 }
 
-/// The supplementary groups of the process at the other end of a connected
-/// Unix socket, as they were when it connected (`SO_PEERGROUPS`).
-pub fn unix_peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
-    let gid_size = size_of::<libc::gid_t>();
-    let mut groups: Vec<libc::gid_t> = vec![0; 64];
-    // The peer's credentials are fixed at connect time, so one retry with the
-    // size the kernel asks for is enough.
-    for _ in 0..2 {
-        let mut len = (groups.len() * gid_size) as libc::socklen_t;
-        // SAFETY: `fd` is a live borrowed descriptor; `groups` is writable for
-        // `len` bytes and `len` is a valid socklen_t the kernel may update.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_PEERGROUPS,
-                groups.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            groups.truncate(len as usize / gid_size);
-            return Ok(groups);
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ERANGE) {
-            return Err(err);
-        }
-        groups.resize((len as usize).div_ceil(gid_size), 0);
-    }
-    Err(io::Error::other(
-        "peer group list did not fit the size the kernel reported",
-    ))
-}
-
-/// Whether a process with primary group `primary` and supplementary groups
-/// `supplementary` is a member of group `gid`.
-pub fn is_member(gid: u32, primary: u32, supplementary: &[u32]) -> bool {
-    gid == primary || supplementary.contains(&gid)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::unistd::{geteuid, getgroups};
+    use nix::unistd::geteuid;
     use socket2::{Domain, Socket, Type};
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::{AsFd, AsRawFd};
-    use std::os::unix::net::UnixStream;
 
     fn inode_of(fd: impl AsFd) -> u64 {
         let stat = nix::sys::stat::fstat(fd.as_fd().as_raw_fd()).unwrap();
@@ -454,41 +304,5 @@ mod tests {
         let (_server, peer) = listener.accept().unwrap();
         let owner = tcp_socket_owner(peer, target).unwrap();
         assert_eq!(owner, owned(4242, inode_of(&client)));
-    }
-
-    #[test]
-    fn a_socketpair_peer_has_our_own_groups() {
-        let (ours, _theirs) = UnixStream::pair().unwrap();
-        let mut groups = unix_peer_groups(ours.as_fd()).unwrap();
-        let mut expected: Vec<u32> = getgroups().unwrap().iter().map(|g| g.as_raw()).collect();
-        groups.sort_unstable();
-        expected.sort_unstable();
-        assert_eq!(groups, expected);
-    }
-
-    #[test]
-    fn a_peer_with_more_than_64_groups_is_read_in_full() {
-        if !geteuid().is_root() {
-            return;
-        }
-        let expected: Vec<u32> = (5000..5100).collect();
-        let wanted = expected.clone();
-        let (ours, _theirs) = std::thread::spawn(move || {
-            // SAFETY: the raw syscall (unlike glibc's setgroups) changes the
-            // groups of this thread only, from a valid slice; it ends right after.
-            let rc = unsafe { libc::syscall(libc::SYS_setgroups, wanted.len(), wanted.as_ptr()) };
-            assert_eq!(rc, 0);
-            UnixStream::pair().unwrap()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(unix_peer_groups(ours.as_fd()).unwrap(), expected);
-    }
-
-    #[test]
-    fn membership_counts_the_primary_and_the_supplementary_groups() {
-        assert!(is_member(10, 10, &[]));
-        assert!(is_member(20, 10, &[30, 20]));
-        assert!(!is_member(40, 10, &[30, 20]));
     }
 }

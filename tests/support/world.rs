@@ -9,7 +9,7 @@ use hostrole::clock::{Clock, ManualClock, SharedClock};
 use hostrole::credentials::refresh::{Served, Snapshot};
 use hostrole::credentials::Credentials;
 use hostrole::endpoint::identity::InstanceIdentity;
-use hostrole::endpoint::imds::{handle, Endpoint, Peer, Reply};
+use hostrole::endpoint::imds::{handle, Caller, Endpoint, Reply};
 use hostrole::endpoint::token::TokenAuthority;
 use hostrole::role::{Association, RoleArn};
 use http::{Method, Request, Response};
@@ -36,6 +36,8 @@ pub fn world_with(v1: bool, role: bool) -> World {
             started: clock.now(),
         },
         clock: shared,
+        hop_limit: 1,
+        access: None,
     };
     let snapshot = if role {
         let now = clock.now();
@@ -75,6 +77,16 @@ pub fn world() -> World {
 
 impl World {
     pub fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send_as(&Caller::default(), method, path, headers)
+    }
+
+    pub fn send_as(
+        &self,
+        caller: &Caller,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
@@ -82,12 +94,7 @@ impl World {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        handle(
-            &b.body(()).unwrap(),
-            &self.snapshot,
-            &self.endpoint,
-            &Peer::default(),
-        )
+        handle(&b.body(()).unwrap(), &self.snapshot, &self.endpoint, caller)
     }
 
     pub fn token(&self) -> String {

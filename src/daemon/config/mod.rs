@@ -1,14 +1,21 @@
 //! Configuration: a strict TOML file, overridden by command-line flags,
 //! validated as a whole before anything binds.
 //!
-//! Keys are kebab-case; an unknown key is an error that names the key and
-//! its line, so a typo never silently falls back to a default.
+//! Keys are kebab-case; an unknown key, and a value of the wrong shape
+//! (see [`values`]), is an error that names the file and line, so a typo
+//! never silently falls back to a default. [`keys`] is the list of keys
+//! that `--check-config` prints and a reload compares.
+
+pub mod keys;
+pub mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use self::values::{AbsolutePath, BadValue, EndpointUrl, HopLimit, ListenAddr, RegionName, Role};
 
 use crate::daemon::paths::default_state_dir;
 use crate::role::Association;
@@ -50,14 +57,15 @@ pub enum ImdsV1 {
 }
 
 /// Configuration as written in the file, or as given by flags (which
-/// override the file, key by key).
+/// override the file, key by key). Every value is typed, so a bad one is
+/// refused where it is read.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
     /// Addresses to listen on.
-    pub listen: Option<Vec<String>>,
+    pub listen: Option<Vec<ListenAddr>>,
     /// The role to assume.
-    pub role_arn: Option<String>,
+    pub role_arn: Option<Role>,
     /// `sts:ExternalId`.
     pub external_id: Option<String>,
     /// `RoleSessionName`.
@@ -67,15 +75,15 @@ pub struct FileConfig {
     /// `sts` or `local`.
     pub issuer: Option<IssuerKind>,
     /// STS endpoint URL override.
-    pub sts_endpoint: Option<String>,
+    pub sts_endpoint: Option<EndpointUrl>,
     /// Region.
-    pub region: Option<String>,
+    pub region: Option<RegionName>,
     /// Availability zone reported by IMDS.
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<RegionName>,
     /// `allowed` or `disabled`.
     pub imds_v1: Option<ImdsV1>,
     /// Where the token key and the association live.
-    pub state_dir: Option<PathBuf>,
+    pub state_dir: Option<AbsolutePath>,
     /// The control socket's path.
     pub control_socket: Option<PathBuf>,
     /// A group whose members may change the association, besides root.
@@ -83,15 +91,26 @@ pub struct FileConfig {
     /// Also revoke a removed role's sessions on the AWS side.
     pub revoke_sessions: Option<bool>,
     /// IAM endpoint URL override (for revoke-sessions).
-    pub iam_endpoint: Option<String>,
+    pub iam_endpoint: Option<EndpointUrl>,
     /// Where to serve Prometheus metrics (off when absent).
-    pub metrics_listen: Option<String>,
+    pub metrics_listen: Option<ListenAddr>,
     /// IP TTL / IPv6 hop limit of token responses.
-    pub hop_limit: Option<u32>,
+    pub hop_limit: Option<HopLimit>,
     /// Local users allowed to read credentials (everyone when neither list is set).
     pub allowed_uids: Option<Vec<u32>>,
     /// Local groups allowed to read credentials.
     pub allowed_gids: Option<Vec<u32>>,
+}
+
+/// A flag's value, checked as the same key in the file would be; the error
+/// names the key.
+pub fn flag<T>(key: &str, raw: Option<&str>) -> Result<Option<T>, ConfigError>
+where
+    T: std::str::FromStr<Err = BadValue>,
+{
+    raw.map(|r| r.parse::<T>())
+        .transpose()
+        .map_err(|e| invalid(format!("{key}: {e}")))
 }
 
 /// The validated settings the daemon runs with.
@@ -189,27 +208,8 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
 
-fn valid_region_like(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn check_url(key: &str, url: Option<&str>) -> Result<(), ConfigError> {
-    let Some(url) = url else { return Ok(()) };
-    let ok = (url.starts_with("http://") || url.starts_with("https://"))
-        && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "{key}: {url:?} is not an http:// or https:// URL"
-        )))
-    }
-}
-
-/// Merges file and flags and validates the result.
+/// Merges file and flags and checks what no single value can: ranges that
+/// depend on the issuer, the association, the admin group's name.
 pub fn resolve(
     file: FileConfig,
     flags: FileConfig,
@@ -218,17 +218,12 @@ pub fn resolve(
     let listen_raw = flags
         .listen
         .or(file.listen)
-        .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]);
+        .unwrap_or_else(|| vec![ListenAddr(DEFAULT_LISTEN.parse().expect("a valid default"))]);
     if listen_raw.is_empty() {
         return Err(invalid("listen: at least one address is needed"));
     }
     let mut listen = Vec::with_capacity(listen_raw.len());
-    for raw in &listen_raw {
-        let addr: SocketAddr = raw.parse().map_err(|_| {
-            invalid(format!(
-                "listen: {raw:?} is not an IP address and port (e.g. 127.0.0.1:1338 or [::1]:1338)"
-            ))
-        })?;
+    for ListenAddr(addr) in listen_raw {
         if !listen.contains(&addr) {
             listen.push(addr);
         }
@@ -251,27 +246,17 @@ pub fn resolve(
 
     let external_id = flags.external_id.or(file.external_id);
     let session_name = flags.session_name.or(file.session_name);
-    let association = match flags.role_arn.or(file.role_arn) {
-        Some(arn) => Some(
-            Association::new(&arn, external_id, session_name)
-                .map_err(|e| invalid(e.to_string()))?,
-        ),
-        None => {
-            // Checked even without a role, so a bad value is never kept silently.
-            Association::new(
-                "arn:aws:iam::000000000000:role/check",
-                external_id,
-                session_name,
-            )
-            .map_err(|e| invalid(e.to_string()))?;
-            None
-        }
-    };
+    Association::check_options(external_id.as_deref(), session_name.as_deref())
+        .map_err(|e| invalid(e.to_string()))?;
+    let association = flags
+        .role_arn
+        .or(file.role_arn)
+        .map(|Role(role)| Association::with_role(role, external_id, session_name))
+        .transpose()
+        .map_err(|e| invalid(e.to_string()))?;
 
-    let sts_endpoint = flags.sts_endpoint.or(file.sts_endpoint);
-    check_url("sts-endpoint", sts_endpoint.as_deref())?;
-    let iam_endpoint = flags.iam_endpoint.or(file.iam_endpoint);
-    check_url("iam-endpoint", iam_endpoint.as_deref())?;
+    let sts_endpoint = flags.sts_endpoint.or(file.sts_endpoint).map(|u| u.0);
+    let iam_endpoint = flags.iam_endpoint.or(file.iam_endpoint).map(|u| u.0);
     let revoke_sessions = flags
         .revoke_sessions
         .or(file.revoke_sessions)
@@ -281,42 +266,17 @@ pub fn resolve(
             "revoke-sessions: needs issuer = \"sts\" (locally minted credentials have no AWS sessions)",
         ));
     }
-    let region = flags.region.or(file.region);
-    if let Some(r) = &region {
-        if !valid_region_like(r) {
-            return Err(invalid(format!(
-                "region: {r:?} is not a region name (e.g. us-east-1)"
-            )));
-        }
-    }
-    let availability_zone = flags.availability_zone.or(file.availability_zone);
-    if let Some(z) = &availability_zone {
-        if !valid_region_like(z) {
-            return Err(invalid(format!(
-                "availability-zone: {z:?} is not a zone name (e.g. us-east-1a)"
-            )));
-        }
-    }
+    let region = flags.region.or(file.region).map(|r| r.0);
+    let availability_zone = flags
+        .availability_zone
+        .or(file.availability_zone)
+        .map(|z| z.0);
     let imds_v1 = flags.imds_v1.or(file.imds_v1).unwrap_or(ImdsV1::Disabled) == ImdsV1::Allowed;
     let state_dir = flags
         .state_dir
         .or(file.state_dir)
-        .unwrap_or_else(default_state_dir);
-    if !state_dir.is_absolute() {
-        return Err(invalid(format!(
-            "state-dir: {} must be an absolute path",
-            state_dir.display()
-        )));
-    }
-
-    let metrics_listen = match flags.metrics_listen.or(file.metrics_listen) {
-        Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
-            invalid(format!(
-                "metrics-listen: {raw:?} is not an IP address and port (e.g. 127.0.0.1:9953)"
-            ))
-        })?),
-        None => None,
-    };
+        .map_or_else(default_state_dir, |p| p.0);
+    let metrics_listen = flags.metrics_listen.or(file.metrics_listen).map(|a| a.0);
     let control_socket = flags
         .control_socket
         .or(file.control_socket)
@@ -333,15 +293,10 @@ pub fn resolve(
             }
         },
     };
-
     let hop_limit = flags
         .hop_limit
         .or(file.hop_limit)
-        .unwrap_or(DEFAULT_HOP_LIMIT.into());
-    let hop_limit = u8::try_from(hop_limit)
-        .ok()
-        .filter(|h| *h >= 1)
-        .ok_or_else(|| invalid(format!("hop-limit: {hop_limit} is out of range 1..=255")))?;
+        .map_or(DEFAULT_HOP_LIMIT, |h| h.0);
     let uids = flags.allowed_uids.or(file.allowed_uids).unwrap_or_default();
     let gids = flags.allowed_gids.or(file.allowed_gids).unwrap_or_default();
     let access = (!uids.is_empty() || !gids.is_empty())
@@ -369,143 +324,4 @@ pub fn resolve(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
-        parse_file(Path::new("/etc/hostrole/hostrole.toml"), text)
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected_with_name_and_line() {
-        let err = parse("issuer = \"local\"\n\nrole-arns = \"x\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("role-arns"), "{err}");
-        assert!(err.contains("line 3"), "{err}");
-        assert!(err.contains("/etc/hostrole/hostrole.toml"), "{err}");
-    }
-
-    #[test]
-    fn more_than_one_role_is_rejected() {
-        let err = parse("role-arn = [\"arn:aws:iam::123456789012:role/a\", \"arn:aws:iam::123456789012:role/b\"]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("role-arn"), "{err}");
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let file = parse(
-            "listen = [\"127.0.0.1:9000\"]\nissuer = \"local\"\nregion = \"eu-west-1\"\nimds-v1 = \"allowed\"\nstate-dir = \"/tmp/x\"\n",
-        )
-        .unwrap();
-        let flags = FileConfig {
-            region: Some("us-west-2".into()),
-            role_arn: Some("arn:aws:iam::123456789012:role/demo".into()),
-            ..FileConfig::default()
-        };
-        let s = resolve(file, flags, None).unwrap();
-        assert_eq!(
-            s.listen,
-            vec!["127.0.0.1:9000".parse::<SocketAddr>().unwrap()]
-        );
-        assert_eq!(s.region.as_deref(), Some("us-west-2"));
-        assert_eq!(s.issuer, IssuerKind::Local);
-        assert!(s.imds_v1);
-        assert_eq!(s.association.unwrap().role.name(), "demo");
-    }
-
-    #[test]
-    fn defaults_are_safe() {
-        let s = resolve(
-            FileConfig::default(),
-            FileConfig {
-                state_dir: Some("/tmp/s".into()),
-                ..FileConfig::default()
-            },
-            None,
-        )
-        .unwrap();
-        assert_eq!(s.issuer, IssuerKind::Sts);
-        assert!(!s.imds_v1, "IMDSv1 is off by default");
-        assert_eq!(
-            s.listen,
-            vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
-        );
-        assert_eq!(s.session_duration, Duration::from_secs(3600));
-        assert!(s.association.is_none());
-    }
-
-    #[test]
-    fn bad_values_are_named() {
-        let cases: [(FileConfig, &str); 7] = [
-            (
-                FileConfig {
-                    listen: Some(vec!["localhost".into()]),
-                    ..Default::default()
-                },
-                "listen",
-            ),
-            (
-                FileConfig {
-                    role_arn: Some("demo".into()),
-                    ..Default::default()
-                },
-                "role-arn",
-            ),
-            (
-                FileConfig {
-                    session_duration_seconds: Some(60),
-                    ..Default::default()
-                },
-                "session-duration-seconds",
-            ),
-            (
-                FileConfig {
-                    session_name: Some("a b".into()),
-                    ..Default::default()
-                },
-                "session-name",
-            ),
-            (
-                FileConfig {
-                    sts_endpoint: Some("moto:5000".into()),
-                    ..Default::default()
-                },
-                "sts-endpoint",
-            ),
-            (
-                FileConfig {
-                    region: Some("US East".into()),
-                    ..Default::default()
-                },
-                "region",
-            ),
-            (
-                FileConfig {
-                    state_dir: Some("relative".into()),
-                    ..Default::default()
-                },
-                "state-dir",
-            ),
-        ];
-        for (flags, key) in cases {
-            let err = resolve(FileConfig::default(), flags, None)
-                .unwrap_err()
-                .to_string();
-            assert!(err.starts_with(key), "{key}: {err}");
-        }
-    }
-
-    #[test]
-    fn the_local_issuer_allows_short_sessions() {
-        let flags = FileConfig {
-            issuer: Some(IssuerKind::Local),
-            session_duration_seconds: Some(60),
-            state_dir: Some("/tmp/s".into()),
-            ..FileConfig::default()
-        };
-        assert!(resolve(FileConfig::default(), flags, None).is_ok());
-    }
-}
+mod tests;

@@ -1,0 +1,118 @@
+//! The control socket's protocol: one JSON request line from the client,
+//! one JSON response line from the daemon, then the connection closes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{rfc3339_seconds, SharedClock};
+use crate::credentials::refresh::Snapshot;
+use crate::metrics::Metrics;
+
+/// Longest request line accepted.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// A request on the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Associate a role; fails if one is associated.
+    Associate(RoleRequest),
+    /// Replace the associated role; fails if none is.
+    Replace(RoleRequest),
+    /// Remove the associated role.
+    Disassociate,
+    /// Report the daemon's state.
+    Status,
+}
+
+/// The role part of associate and replace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RoleRequest {
+    /// The role ARN.
+    pub role_arn: String,
+    /// `sts:ExternalId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// `RoleSessionName`; the host name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Response {
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Done, but something optional failed (e.g. revoking sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// Set when the caller lacks permission.
+    #[serde(default)]
+    pub permission_denied: bool,
+    /// The state after the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+/// What `hostrole status` shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Status {
+    /// The associated role ARN.
+    pub role: Option<String>,
+    /// `sts` or `local`.
+    pub source: String,
+    /// Whether credentials are being served right now.
+    pub serving: bool,
+    /// The served access key id.
+    pub access_key_id: Option<String>,
+    /// When the served credentials expire.
+    pub expiration: Option<String>,
+    /// When the last successful refresh happened.
+    pub last_refresh: Option<String>,
+    /// When the next refresh is planned.
+    pub next_refresh: Option<String>,
+    /// Why credentials are not served, or why the last refresh failed.
+    pub last_error: Option<String>,
+    /// Tokens issued since start.
+    pub tokens_issued: u64,
+    /// IMDS requests answered since start.
+    pub requests: u64,
+    /// The daemon's pid.
+    pub pid: u32,
+}
+
+/// Builds the status view of a snapshot.
+pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, metrics: &Metrics) -> Status {
+    let usable = snapshot.usable(clock.now(), clock.boot_time());
+    Status {
+        role: snapshot.association.as_ref().map(|a| a.role.to_string()),
+        source: snapshot.source.to_owned(),
+        serving: usable.is_some(),
+        access_key_id: usable.map(|c| c.access_key_id.clone()),
+        expiration: usable.map(|c| rfc3339_seconds(c.expiration)),
+        last_refresh: snapshot.last_refresh.map(rfc3339_seconds),
+        next_refresh: snapshot.next_refresh.map(rfc3339_seconds),
+        last_error: snapshot.last_error.clone(),
+        tokens_issued: metrics.tokens_issued_total(),
+        requests: metrics.requests_total(),
+        pid: std::process::id(),
+    }
+}
+
+impl Response {
+    /// A refusal with no status attached.
+    pub fn error(message: impl Into<String>) -> Self {
+        Response {
+            ok: false,
+            error: Some(message.into()),
+            warning: None,
+            permission_denied: false,
+            status: None,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The steps before anything binds: the process's own protection, the
+//! state directory, the region, and the credential source the settings
+//! name. Each fails with a [`DaemonError`] that says what to fix.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::environment::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
+
+use super::config::{IssuerKind, Settings};
+use super::error::DaemonError;
+use crate::clock::SharedClock;
+use crate::credentials::issuer::local::LocalIssuer;
+use crate::credentials::issuer::sts::{base_config, StsIssuer, StsSettings};
+use crate::credentials::issuer::CredentialSource;
+use crate::credentials::revoke::SessionRevoker;
+
+/// Upper bound on one STS call.
+pub const STS_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Creates the state directory (0700) if needed and checks it is writable.
+pub fn prepare_state_dir(path: &Path) -> Result<(), DaemonError> {
+    let err = |source| DaemonError::StateDir {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        std::fs::create_dir_all(path).map_err(err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_dir() {
+        return Err(err(io::Error::other("not a directory")));
+    }
+    nix::unistd::access(
+        path,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(|e| err(io::Error::from(e)))?;
+    Ok(())
+}
+
+/// The region: configured, else from the AWS environment and profile
+/// (never from IMDS), else none.
+pub async fn resolve_region(configured: Option<&str>) -> Option<String> {
+    if let Some(r) = configured {
+        return Some(r.to_owned());
+    }
+    RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+        .or_else(ProfileFileRegionProvider::new())
+        .region()
+        .await
+        .map(|r| r.to_string())
+}
+
+/// Builds the credential source named by the settings, and the session
+/// revoker if `revoke-sessions` is on.
+pub async fn credential_source(
+    settings: &Settings,
+    region: &str,
+    clock: SharedClock,
+) -> Result<(Arc<dyn CredentialSource>, Option<Arc<SessionRevoker>>), DaemonError> {
+    Ok(match settings.issuer {
+        IssuerKind::Local => (
+            Arc::new(LocalIssuer::new(settings.session_duration, clock)),
+            None,
+        ),
+        IssuerKind::Sts => {
+            let sdk = base_config(region, STS_CALL_TIMEOUT).await?;
+            let sts = StsSettings {
+                region: region.to_owned(),
+                endpoint: settings.sts_endpoint.clone(),
+                session_duration: settings.session_duration,
+            };
+            let revoker = settings.revoke_sessions.then(|| {
+                Arc::new(SessionRevoker::new(
+                    &sdk,
+                    settings.iam_endpoint.clone(),
+                    clock.clone(),
+                ))
+            });
+            (Arc::new(StsIssuer::new(&sdk, &sts, clock)), revoker)
+        }
+    })
+}
+
+/// Keeps the credentials this process holds out of core dumps and away from
+/// other processes of the same user: no core file (`RLIMIT_CORE` 0), and not
+/// dumpable, which also makes `/proc/<pid>/{mem,environ,…}` and ptrace
+/// root-only. Failure is logged, not fatal: the service unit sets the same.
+pub fn protect_memory() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // Already 0 under the packaged unit (LimitCORE=0), whose system-call
+    // filter denies setrlimit.
+    if getrlimit(Resource::RLIMIT_CORE) != Ok((0, 0)) {
+        if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+            tracing::warn!(error = %e, "cannot disable core dumps (RLIMIT_CORE)");
+        }
+    }
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot mark the process not dumpable (PR_SET_DUMPABLE)");
+    }
+}
+
+/// Raises the soft open-file limit to the hard one, so that the connection
+/// cap ([`crate::endpoint::server::MAX_CONNECTIONS`]) is reached before the kernel's limit
+/// (the soft limit is often 1024, below the cap plus our own files).
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            return;
+        }
+    };
+    let needed = crate::endpoint::server::MAX_CONNECTIONS as u64 + 64;
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            "the open-file limit is below the connection cap; raise LimitNOFILE"
+        );
+    }
+}
