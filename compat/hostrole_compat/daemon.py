@@ -108,18 +108,27 @@ class Netns:
 # --------------------------------------------------------------------------- the endpoint's own answer
 def reference(url, prefix=()):
     """What the endpoint serves, fetched the IMDSv2 way with curl: role, key id, region."""
-    def curl(args):
-        cmd = list(prefix) + ["curl", "-sS", "--noproxy", "*", "--max-time", "5", "-w", "\n%{http_code}"] + args
+    def curl(args, head=False):
+        cmd = list(prefix) + ["curl", "-sS", "--noproxy", "*", "--max-time", "5", "-w", "\n%{http_code}"] + \
+            (["-D", "-"] if head else []) + args
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
         if p.returncode != 0:
             raise RuntimeError("curl %s: %s" % (args[-1], p.stderr.strip()))
         body, _, code = p.stdout.rpartition("\n")
+        if head:  # the response headers come first, up to a blank line (text mode made CRLF a LF)
+            headers, _, body = body.partition("\n\n")
+            return int(code), body, headers
         return int(code), body
 
     base = url.rstrip("/")
-    code, token = curl(["-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 300", base + "/latest/api/token"])
+    code, token, headers = curl(["-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 300",
+                                 base + "/latest/api/token"], head=True)
     if code != 200:
         raise RuntimeError("PUT /latest/api/token: HTTP %d" % code)
+    # IMDS says the token's lifetime in this header; aws-config and the Go SDK
+    # refuse a token without it
+    if not re.search(r"(?im)^x-aws-ec2-metadata-token-ttl-seconds:[ \t]*\d+[ \t]*$", headers):
+        raise RuntimeError("PUT /latest/api/token: no X-aws-ec2-metadata-token-ttl-seconds header in the answer")
     hdr = ["-H", "X-aws-ec2-metadata-token: " + token]
     code, roles = curl(hdr + [base + "/latest/meta-data/iam/security-credentials/"])
     if code == 404:

@@ -125,6 +125,9 @@ class Faults(unittest.TestCase):
         # a client that got those keys holds expired credentials
         self.assertRegex(got_served(v, {"akid": v["akid"]}), r"^holds expired credentials")
 
+    def test_no_ttl_header(self):
+        self.check_fault("no-ttl-header", r"no X-aws-ec2-metadata-token-ttl-seconds header")
+
     def test_nothing_listening(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
