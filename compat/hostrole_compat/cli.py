@@ -104,9 +104,11 @@ def main(argv=None):
                 ref = reference(a.endpoint)
             except Exception as e:  # noqa: BLE001 - whatever the endpoint got wrong
                 print("matrix: %s: %s" % (a.endpoint, e), file=sys.stderr)
+                shutil.rmtree(tmp, ignore_errors=True)
                 return 1
             if a.role and ref["role"] != a.role:
                 print("matrix: the endpoint lists role %r, expected %r" % (ref["role"], a.role), file=sys.stderr)
+                shutil.rmtree(tmp, ignore_errors=True)
                 return 1
             m.simple("1", Ctx(tmp, logs, endpoint=a.endpoint, sink=m.sink), ref)
             groups = ["1"]
