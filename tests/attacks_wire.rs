@@ -129,11 +129,9 @@ fn only_latest_and_the_dated_versions_ec2_lists_are_served() {
 
 mod token_key {
     use std::fs;
-    use std::io::Read;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::path::Path;
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::support::*;
 
@@ -143,33 +141,10 @@ mod token_key {
     /// planted; returns its exit code (`None`: still running after 10 s,
     /// then killed) and stderr.
     fn start_on(state_dir: &Path) -> (Option<i32>, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hostrole"))
-            .arg("serve")
-            .args(LOCAL_DEMO)
-            .args(["--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state_dir)
-            .arg("--control-socket")
-            .arg(control_socket(state_dir))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn hostrole");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut stderr = String::new();
-        let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-        (code, stderr)
+        run_until_exit(
+            serve_command(&[], state_dir, &LOCAL_DEMO),
+            Duration::from_secs(10),
+        )
     }
 
     fn write_key(path: &Path, mode: u32) {

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
@@ -215,28 +214,25 @@ async fn a_failed_revocation_still_removes_the_role_and_warns() {
 #[test]
 fn sts_without_base_credentials_says_where_it_looked() {
     let dir = temp_dir();
-    let out = Command::new(env!("CARGO_BIN_EXE_hostrole"))
-        .args([
-            "serve",
+    let socket = dir.path().join("c.sock").display().to_string();
+    let mut cmd = serve_command(
+        &[],
+        dir.path(),
+        &[
             "--issuer",
             "sts",
             "--region",
             "us-east-1",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(dir.path())
-        .arg("--control-socket")
-        .arg(dir.path().join("c.sock"))
-        .env_clear()
+            "--control-socket",
+            &socket,
+        ],
+    );
+    cmd.env_clear()
         .env("HOME", dir.path())
         .env("AWS_CONFIG_FILE", dir.path().join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let err = String::from_utf8_lossy(&out.stderr);
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"));
+    let (code, err) = run_until_exit(cmd, Duration::from_secs(20));
+    assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("no base credentials"), "{err}");
     assert!(
         err.contains("environment variables") && err.contains("shared config"),

@@ -137,11 +137,27 @@ impl Harness {
         assoc: Option<Association>,
         plan: impl FnMut(u64, &Association) -> Step + Send + 'static,
     ) -> Harness {
+        Self::start_jittered(assoc, refresh::random_jitter(), plan)
+    }
+
+    /// With every jitter draw fixed at `draw`, so that timings are exact.
+    fn start_drawing(
+        draw: f64,
+        plan: impl FnMut(u64, &Association) -> Step + Send + 'static,
+    ) -> Harness {
+        Self::start_jittered(Some(association("demo")), Box::new(move || draw), plan)
+    }
+
+    fn start_jittered(
+        assoc: Option<Association>,
+        jitter: refresh::Jitter,
+        plan: impl FnMut(u64, &Association) -> Step + Send + 'static,
+    ) -> Harness {
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
         let source = Scripted::new(clock.clone(), plan);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (snapshots, handle, _task) =
-            refresh::spawn(source.clone(), assoc, clock.clone(), async move {
+            refresh::spawn_with_jitter(source.clone(), assoc, clock.clone(), jitter, async move {
                 let _ = stopped.await;
             });
         Harness {
@@ -498,4 +514,57 @@ async fn a_thousand_wakes_at_the_refresh_moment_cause_one_call() {
     tokio::time::sleep(5 * SEC).await;
     assert_eq!(h.source.calls(), 2);
     assert!(h.served_key().is_some());
+}
+
+/// Lets paused time run to `at` after the start of the test (time `start`).
+async fn until(start: tokio::time::Instant, at: Duration) {
+    tokio::time::sleep_until(start + at).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_jitter_an_hour_session_is_refreshed_exactly_at_half_time() {
+    let start = tokio::time::Instant::now();
+    let h = Harness::start_drawing(0.0, |_, _| Step::Ok(HOUR));
+    until(start, 30 * MIN - SEC).await;
+    assert_eq!(h.source.calls(), 1, "not before 30 minutes");
+    until(start, 30 * MIN + SEC).await;
+    assert_eq!(h.source.calls(), 2, "at 30 minutes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_jitter_moves_the_refresh_five_minutes_earlier_and_no_more() {
+    let start = tokio::time::Instant::now();
+    let h = Harness::start_drawing(0.999_999, |_, _| Step::Ok(HOUR));
+    until(start, 25 * MIN - SEC).await;
+    assert_eq!(h.source.calls(), 1, "not before 25 minutes");
+    until(start, 25 * MIN + SEC).await;
+    assert_eq!(h.source.calls(), 2, "at 25 minutes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_retries_wait_exactly_half_to_all_of_the_doubling_delay() {
+    // Draw 0: each retry waits half the delay (1 s, 2 s, 4 s, ...); draw 1
+    // (the top of the range): the whole delay (2 s, 4 s, 8 s, ...).
+    for (draw, waits) in [(0.0, [1u64, 2, 4]), (0.999_999, [2, 4, 8])] {
+        let start = tokio::time::Instant::now();
+        let h = Harness::start_drawing(draw, |_, _| Step::Fail(FetchError::transient("HTTP 503")));
+        let mut at = Duration::ZERO;
+        for (i, wait) in waits.into_iter().enumerate() {
+            at += Duration::from_secs(wait);
+            until(start, at - Duration::from_millis(100)).await;
+            assert_eq!(
+                h.source.calls(),
+                i as u64 + 1,
+                "draw {draw}: retry {} too early",
+                i + 1
+            );
+            until(start, at + Duration::from_millis(100)).await;
+            assert_eq!(
+                h.source.calls(),
+                i as u64 + 2,
+                "draw {draw}: retry {} late",
+                i + 1
+            );
+        }
+    }
 }

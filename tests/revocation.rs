@@ -256,25 +256,20 @@ fn the_control_socket_refuses_changes_from_an_unprivileged_user() {
 }
 
 /// Runs `hostrole serve` on `state_dir` to completion (it is expected to
-/// refuse to start).
+/// refuse to start): its exit code and standard error.
 fn serve_expecting_failure(
     state_dir: &std::path::Path,
     socket: &std::path::Path,
-) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hostrole"))
-        .args([
-            "serve",
-            "--issuer",
-            "local",
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-        ])
-        .arg(state_dir)
-        .arg("--control-socket")
-        .arg(socket)
-        .output()
-        .unwrap()
+) -> (Option<i32>, String) {
+    let socket = socket.display().to_string();
+    run_until_exit(
+        serve_command(
+            &[],
+            state_dir,
+            &["--issuer", "local", "--control-socket", &socket],
+        ),
+        Duration::from_secs(20),
+    )
 }
 
 #[test]
@@ -282,17 +277,13 @@ fn a_second_daemon_on_the_same_state_is_refused_naming_the_first() {
     let dir = temp_dir();
     let d = start_daemon(dir.path(), &["--issuer", "local"]);
     let started = Instant::now();
-    let out = serve_expecting_failure(dir.path(), &dir.path().join("second.sock"));
+    let (code, stderr) = serve_expecting_failure(dir.path(), &dir.path().join("second.sock"));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "refused at once"
     );
-    assert_eq!(out.status.code(), Some(75));
-    assert!(
-        err(&out).contains(&format!("pid {}", d.pid())),
-        "{}",
-        err(&out)
-    );
+    assert_eq!(code, Some(75), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", d.pid())), "{stderr}");
 }
 
 #[test]
@@ -305,12 +296,11 @@ fn a_corrupt_state_file_is_a_clear_error_and_is_left_alone() {
         let dir = temp_dir();
         let path = dir.path().join("association.json");
         std::fs::write(&path, body).unwrap();
-        let out = serve_expecting_failure(dir.path(), &control_socket(dir.path()));
-        assert_eq!(out.status.code(), Some(78), "{body:?}: {}", err(&out));
+        let (code, stderr) = serve_expecting_failure(dir.path(), &control_socket(dir.path()));
+        assert_eq!(code, Some(78), "{body:?}: {stderr}");
         assert!(
-            err(&out).contains("association.json") && err(&out).contains("corrupt"),
-            "{}",
-            err(&out)
+            stderr.contains("association.json") && stderr.contains("corrupt"),
+            "{stderr}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), body, "left as it was");
     }

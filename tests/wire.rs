@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use hostrole::clock::Clock;
 use hostrole::endpoint::imds::{handle, Caller, Reply};
 use hostrole::endpoint::token::TokenAuthority;
 use http::{Method, Request};
@@ -337,8 +338,17 @@ async fn credentials_past_their_wall_clock_expiry_are_never_served() {
 async fn credentials_past_their_boot_clock_deadline_are_never_served() {
     let w = world();
     let t = w.token();
-    // A suspend: both clocks move; the token (1 h left of 6 h) stays valid.
+    // A suspend of just over the credentials' hour, during which the wall
+    // clock was set back by as much (a bad RTC, NTP stepping it): the wall
+    // clock alone still says the credentials are good; the boot clock, which
+    // counts the suspend, says they are not. The token (5 h left) stays valid.
     w.clock.suspend_for(Duration::from_secs(3601));
+    w.clock.jump_wall_ms(-3_601_000);
+    let served = w.snapshot.served.as_ref().unwrap();
+    assert!(
+        !served.credentials.is_expired(w.clock.now()),
+        "only the boot clock can tell"
+    );
     let r = w.send(
         Method::GET,
         "/latest/meta-data/iam/security-credentials/demo",

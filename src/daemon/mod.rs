@@ -152,12 +152,21 @@ pub async fn run(
         tasks.clone(),
     ));
     if let Some(reload) = reload {
-        tasks.spawn(reload::reload_on_sighup(
-            reload,
-            settings.clone(),
-            service,
-            stop.clone(),
-        ));
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(hup) => {
+                tasks.spawn(reload::reload_on_sighup(
+                    hup,
+                    reload,
+                    settings.clone(),
+                    service,
+                    stop.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload needs a restart")
+            }
+        }
     }
     if snapshots.borrow().association.is_some() {
         let mut first = snapshots.clone();

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{ConfigError, Settings};
@@ -25,17 +26,17 @@ pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// kept. The file's role is applied only when the file's role itself changed
 /// since the last load: a reload never undoes a `disassociate` or `replace`
 /// made through the control socket.
+///
+/// `hup` is installed by the caller before the daemon says it listens, so
+/// a SIGHUP sent right after start is a reload, never the default action
+/// (which ends the process).
 pub async fn reload_on_sighup(
+    mut hup: Signal,
     reload: Reload,
     running: Settings,
     service: Arc<AssociationService>,
     shutdown: CancellationToken,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot install the SIGHUP handler; reload needs a restart");
-        return;
-    };
     let reload = Arc::new(reload);
     // The file's role as of the last load that was applied.
     let mut loaded_role = running.association.clone();

@@ -53,32 +53,14 @@ pub fn start_daemon_wrapped(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Daemon {
-    let mut cmd = match wrapper.split_first() {
-        Some((program, rest)) => {
-            let mut c = Command::new(program);
-            c.args(rest).arg(env!("CARGO_BIN_EXE_hostrole"));
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_hostrole")),
-    };
-    cmd.arg("serve")
-        .arg("--state-dir")
-        .arg(state_dir)
-        .args(["--log-format", "json"]);
-    if !args.contains(&"--listen") {
-        cmd.args(["--listen", "127.0.0.1:0"]);
-    }
-    if !args.contains(&"--control-socket") {
-        cmd.arg("--control-socket").arg(control_socket(state_dir));
-    }
-    cmd.args(args)
+    let mut cmd = serve_command(wrapper, state_dir, args);
+    cmd.args(["--log-format", "json"])
         .env(
             "HOSTROLE_LOG",
             "debug,aws_config=warn,aws_smithy_runtime=warn,hyper=warn",
         )
         .env_remove("AWS_PROFILE")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn hostrole");
@@ -111,6 +93,61 @@ pub fn start_daemon_wrapped(
         }
     };
     Daemon { child, addr, log }
+}
+
+/// `hostrole serve` on `state_dir` with `args`, run through `wrapper` (if
+/// any), as every test runs it: an ephemeral loopback listener and a
+/// control socket inside the state directory unless `args` name their own,
+/// and no standard input. The one place a test builds a `serve` command.
+pub fn serve_command(wrapper: &[&str], state_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_hostrole"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_hostrole")),
+    };
+    cmd.arg("serve").arg("--state-dir").arg(state_dir);
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    if !args.contains(&"--control-socket") {
+        cmd.arg("--control-socket").arg(control_socket(state_dir));
+    }
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a `serve` command that is expected to refuse to start: its exit
+/// code (`None` when it was still running after `timeout`, and was killed)
+/// and its standard error.
+pub fn run_until_exit(mut cmd: Command, timeout: Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hostrole");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (code, reader.join().unwrap())
 }
 
 /// Starts the daemon with base credentials for a test STS (`testing` /
