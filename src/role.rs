@@ -318,4 +318,49 @@ mod tests {
             assert!(err.to_string().starts_with(key), "{err}");
         }
     }
+
+    #[test]
+    fn the_limits_of_a_role_arn_are_exact() {
+        let arn = |path: &str, name: &str| format!("arn:aws:iam::123456789012:role/{path}{name}");
+        // The name: 64 characters at most.
+        assert!(RoleArn::parse(&arn("", &"n".repeat(64))).is_ok());
+        let err = RoleArn::parse(&arn("", &"n".repeat(65)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1 to 64"), "{err}");
+        // The whole ARN: 2048 characters at most (a long path).
+        let head = arn("", "").len();
+        let long_path = |total: usize| format!("{}/", "p".repeat(total - head - 2));
+        assert_eq!(arn(&long_path(2048), "x").len(), 2048);
+        assert!(RoleArn::parse(&arn(&long_path(2048), "x")).is_ok());
+        let err = RoleArn::parse(&arn(&long_path(2049), "x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2048"), "{err}");
+        // Six parts, and the first is "arn".
+        for bad in [
+            "xrn:aws:iam::123456789012:role/demo",
+            "arn:aws:iam::123456789012",
+        ] {
+            let err = RoleArn::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("not an ARN"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn session_names_and_external_ids_have_exact_length_limits() {
+        for (len, ok) in [(1, false), (2, true), (64, true), (65, false)] {
+            assert_eq!(validate_session_name(&"s".repeat(len)).is_ok(), ok, "{len}");
+        }
+        for (len, ok) in [(1, false), (2, true), (1224, true), (1225, false)] {
+            assert_eq!(validate_external_id(&"e".repeat(len)).is_ok(), ok, "{len}");
+        }
+    }
+
+    #[test]
+    fn the_default_session_name_is_the_host_name_made_acceptable() {
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        assert_eq!(default_session_name(), sanitize_session_name(&host));
+        assert!(validate_session_name(&default_session_name()).is_ok());
+    }
 }

@@ -185,8 +185,8 @@ proptest! {
 
     #[test]
     fn a_caller_outside_the_allow_list_never_learns_the_role_and_a_far_one_gets_no_token(
-        method in method(),
-        path in path(),
+        method in prop_oneof![1 => Just(Method::PUT), 3 => method()],
+        path in prop_oneof![1 => Just("/latest/api/token".to_owned()), 3 => path()],
         headers in extra_headers(),
         caller_uid in prop::option::of(prop_oneof![Just(0u32), Just(1000u32), Just(65534u32), any::<u32>()]),
         allowed_uids in prop::collection::vec(prop_oneof![Just(0u32), Just(1000u32), any::<u32>()], 0..3),

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use hostrole::clock::Clock;
-use hostrole::endpoint::imds::{handle, Caller, Reply};
+use hostrole::endpoint::imds::{handle, Caller, Reply, ResponseTtl, Route};
 use hostrole::endpoint::token::TokenAuthority;
 use http::{Method, Request};
 use support::world::*;
@@ -110,6 +110,7 @@ async fn token_put_on_another_api_token_path_is_403() {
         "/other/api/token",
         "/latest/foo/api/token",
         "/2021-01-03/api/token",
+        "/a/b/c/api/token",
     ] {
         let r = w.send(
             Method::PUT,
@@ -439,6 +440,103 @@ async fn indexes_list_what_is_served() {
         body(&w.get("/latest/meta-data/iam/").response),
         "info\nsecurity-credentials/"
     );
+    assert_eq!(
+        body(&w.get("/latest/meta-data/placement/").response),
+        "availability-zone\nregion"
+    );
+    assert_eq!(
+        body(&w.get("/latest/dynamic/").response),
+        "instance-identity/"
+    );
+    assert_eq!(
+        body(&w.get("/latest/dynamic/instance-identity/").response),
+        "document"
+    );
+    // A version EC2 does not list has no index.
+    assert_eq!(status(&w.get("/9999-99-99")), 404);
+    assert_eq!(status(&w.get("/2021-03-23")), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_route_is_named_for_logs_and_metrics() {
+    let w = world();
+    for (path, route) in [
+        (
+            "/latest/meta-data/iam/security-credentials/",
+            Route::CredentialsList,
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials-extended/",
+            Route::CredentialsExtendedList,
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials/demo",
+            Route::Credentials,
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials-extended/demo",
+            Route::CredentialsExtended,
+        ),
+        ("/latest/meta-data/iam/info", Route::IamInfo),
+        ("/latest/meta-data/instance-id", Route::InstanceId),
+        ("/latest/meta-data/placement/region", Route::Region),
+        (
+            "/latest/dynamic/instance-identity/document",
+            Route::IdentityDocument,
+        ),
+        ("/latest/meta-data/", Route::Index),
+        ("/nope", Route::Other),
+    ] {
+        assert_eq!(w.get(path).route, route, "{path}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_token_leaves_with_the_hop_limit_ttl() {
+    let w = world();
+    let r = w.send(
+        Method::PUT,
+        "/latest/api/token",
+        &[("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+    );
+    assert_eq!(
+        (status(&r), r.route, r.ttl),
+        (200, Route::Token, ResponseTtl::HopLimit)
+    );
+    for path in [
+        "/latest/meta-data/iam/security-credentials/demo",
+        "/latest/meta-data/",
+    ] {
+        assert_eq!(w.get(path).ttl, ResponseTtl::System, "{path}");
+    }
+    let refused = w.send(Method::PUT, "/latest/api/token", &[]);
+    assert_eq!((status(&refused), refused.ttl), (400, ResponseTtl::System));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_hop_limit_1_only_a_caller_on_this_host_gets_a_token() {
+    let mut w = world();
+    let far = Caller {
+        on_this_host: false,
+        ..Caller::default()
+    };
+    let put = |w: &World, caller: &Caller| {
+        w.send_as(
+            caller,
+            Method::PUT,
+            "/latest/api/token",
+            &[("x-aws-ec2-metadata-token-ttl-seconds", "60")],
+        )
+    };
+    let r = put(&w, &far);
+    assert_eq!(status(&r), 403);
+    assert_eq!(r.refused, Some(hostrole::endpoint::imds::NOT_LOCAL_REFUSAL));
+    assert_eq!(status(&put(&w, &Caller::default())), 200, "this host");
+    // A hop limit of 2 or more lifts the check: the TTL alone decides.
+    for hop_limit in [2, 3, 255] {
+        w.endpoint.hop_limit = hop_limit;
+        assert_eq!(status(&put(&w, &far)), 200, "hop limit {hop_limit}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
