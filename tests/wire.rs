@@ -454,6 +454,8 @@ async fn indexes_list_what_is_served() {
     );
     // A version EC2 does not list has no index.
     assert_eq!(status(&w.get("/9999-99-99")), 404);
+    assert_eq!(status(&w.get("/9999-99-99/meta-data/instance-id")), 404);
+    assert_eq!(status(&w.get("/2021-03-23/meta-data/instance-id")), 200);
     assert_eq!(status(&w.get("/2021-03-23")), 200);
 }
 
