@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::association::control;
 use crate::daemon::config::{self, FileConfig, ImdsV1, IssuerKind};
-
 use crate::daemon::exit::{EX_CONFIG, EX_NOPERM, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 
 /// Gives this host one IAM role through an EC2-compatible metadata endpoint.

@@ -107,6 +107,32 @@ fn a_reload_never_undoes_a_disassociate_or_a_replace() {
     );
 }
 
+/// The file's role changing to the role the control socket already set is
+/// not a change: no audit line, no new fetch, the same credentials.
+#[test]
+fn a_reload_to_the_role_already_served_changes_nothing() {
+    let dir = temp_dir();
+    let cfg = path_in(dir.path(), "hostrole.toml");
+    role_config(&cfg, "first");
+    let d = start_daemon(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let out = client(
+        dir.path(),
+        &["replace", "arn:aws:iam::123456789012:role/second"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let path = "/latest/meta-data/iam/security-credentials/second";
+    let before = get(d.addr, path, &token(d.addr, 60));
+    assert_eq!(before.status, 200);
+    let changes = count(&d, "association changed");
+
+    role_config(&cfg, "second");
+    reload(&d);
+    let after = get(d.addr, path, &token(d.addr, 60));
+    assert_eq!(after.status, 200);
+    assert_eq!(after.body, before.body, "the same role was fetched again");
+    assert_eq!(count(&d, "association changed"), changes, "{}", d.log());
+}
+
 #[test]
 fn a_reload_of_a_config_path_that_blocks_freezes_neither_imds_nor_the_control_socket() {
     let dir = temp_dir();

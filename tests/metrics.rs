@@ -132,3 +132,24 @@ fn without_a_role_the_expiry_gauge_is_zero() {
     assert_eq!(value(&m, "hostrole_credentials_expiry_seconds", &[]), 0.0);
     assert_eq!(value(&m, "hostrole_sts_calls_total", &[]), 0.0);
 }
+
+/// A revocation is counted when a role stops being served: not when the
+/// first role is associated.
+#[test]
+fn revocations_count_roles_taken_away_not_roles_given() {
+    let dir = temp_dir();
+    let d = start_daemon(
+        dir.path(),
+        &["--issuer", "local", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let addr = d.logged_addr("serving metrics");
+    let revocations = || {
+        let m = parse_with_prometheus_client(&request(addr, "GET", "/metrics", &[]).body);
+        value(&m, "hostrole_revocations_total", &[])
+    };
+    let ok = |args: &[&str]| assert!(client(dir.path(), args).status.success());
+    ok(&["associate", ROLE_ARN]);
+    assert_eq!(revocations(), 0.0);
+    ok(&["disassociate"]);
+    assert_eq!(revocations(), 1.0);
+}
