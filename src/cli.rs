@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::association::control;
-use crate::daemon::config::{self, FileConfig, ImdsV1, IssuerKind};
+use crate::daemon::config;
+mod serve;
+pub use serve::ServeArgs;
+
 use crate::daemon::exit::{EX_CONFIG, EX_NOPERM, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 
 /// Gives this host one IAM role through an EC2-compatible metadata endpoint.
@@ -76,120 +79,6 @@ pub struct StatusArgs {
     #[allow(missing_docs)]
     #[command(flatten)]
     pub client: ClientArgs,
-}
-
-/// `hostrole serve`.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Config file [default: /etc/hostrole/hostrole.toml, if it exists].
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on, repeatable [default: 127.0.0.1:1338].
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub listen: Vec<String>,
-    /// The role to assume, e.g. arn:aws:iam::123456789012:role/demo.
-    #[arg(long, value_name = "ARN")]
-    pub role_arn: Option<String>,
-    /// External id the role's trust policy asks for.
-    #[arg(long, value_name = "ID")]
-    pub external_id: Option<String>,
-    /// Role session name [default: the host name].
-    #[arg(long, value_name = "NAME")]
-    pub session_name: Option<String>,
-    /// Session length in seconds [default: 3600].
-    #[arg(long = "session-duration", value_name = "SECONDS")]
-    pub session_duration: Option<u64>,
-    /// Where credentials come from [default: sts].
-    #[arg(long, value_enum)]
-    pub issuer: Option<IssuerKind>,
-    /// STS endpoint URL (moto, LocalStack, a VPC endpoint).
-    #[arg(long, value_name = "URL")]
-    pub sts_endpoint: Option<String>,
-    /// Region [default: from config, AWS_REGION or the AWS profile].
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Availability zone to report [default: the region's "a" zone].
-    #[arg(long, value_name = "ZONE")]
-    pub availability_zone: Option<String>,
-    /// Serve requests that carry no IMDSv2 token [default: disabled].
-    #[arg(long, value_enum)]
-    pub imds_v1: Option<ImdsV1>,
-    /// State directory [default: /var/lib/hostrole as root, else ~/.local/state/hostrole].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Control socket path [default: /run/hostrole/control.sock as root].
-    #[arg(long, value_name = "PATH")]
-    pub control_socket: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address [default: off].
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub metrics_listen: Option<String>,
-    /// IP TTL / IPv6 hop limit of token responses [default: 1].
-    #[arg(long, value_name = "N")]
-    pub hop_limit: Option<u32>,
-    /// Only this local user may read credentials (repeatable; uid).
-    #[arg(long = "allowed-uid", value_name = "UID")]
-    pub allowed_uids: Vec<u32>,
-    /// Only members of this group may read credentials (repeatable; gid).
-    #[arg(long = "allowed-gid", value_name = "GID")]
-    pub allowed_gids: Vec<u32>,
-    /// Validate the configuration, print it, and exit.
-    #[arg(long)]
-    pub check_config: bool,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-}
-
-impl ServeArgs {
-    /// The flags, in the shape of the config file they override, each
-    /// checked as the same key in the file would be.
-    fn overrides(&self) -> Result<FileConfig, config::ConfigError> {
-        let listen = self
-            .listen
-            .iter()
-            .map(|a| config::flag("listen", Some(a)).map(Option::unwrap))
-            .collect::<Result<Vec<_>, _>>()?;
-        let hop_limit = self
-            .hop_limit
-            .map(|h| {
-                config::values::HopLimit::try_from(i64::from(h))
-                    .map_err(|e| config::ConfigError::Invalid(format!("hop-limit: {e}")))
-            })
-            .transpose()?;
-        let state_dir = self
-            .state_dir
-            .clone()
-            .map(|d| {
-                config::values::AbsolutePath::try_from(d)
-                    .map_err(|e| config::ConfigError::Invalid(format!("state-dir: {e}")))
-            })
-            .transpose()?;
-        Ok(FileConfig {
-            listen: (!listen.is_empty()).then_some(listen),
-            role_arn: config::flag("role-arn", self.role_arn.as_deref())?,
-            external_id: self.external_id.clone(),
-            session_name: self.session_name.clone(),
-            session_duration_seconds: self.session_duration,
-            issuer: self.issuer,
-            sts_endpoint: config::flag("sts-endpoint", self.sts_endpoint.as_deref())?,
-            region: config::flag("region", self.region.as_deref())?,
-            availability_zone: config::flag(
-                "availability-zone",
-                self.availability_zone.as_deref(),
-            )?,
-            imds_v1: self.imds_v1,
-            state_dir,
-            control_socket: self.control_socket.clone(),
-            metrics_listen: config::flag("metrics-listen", self.metrics_listen.as_deref())?,
-            hop_limit,
-            allowed_uids: (!self.allowed_uids.is_empty()).then(|| self.allowed_uids.clone()),
-            allowed_gids: (!self.allowed_gids.is_empty()).then(|| self.allowed_gids.clone()),
-            // Set in the config file only.
-            admin_group: None,
-            revoke_sessions: None,
-            iam_endpoint: None,
-        })
-    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -320,6 +209,9 @@ fn status(args: &StatusArgs) -> ExitCode {
     println!("last refresh:    {}", or_none(&s.last_refresh));
     println!("next refresh:    {}", or_none(&s.next_refresh));
     println!("last error:      {}", or_none(&s.last_error));
+    if let (Some(serial), Some(expires)) = (&s.certificate, &s.certificate_expiration) {
+        println!("certificate:     serial {serial}, expires {expires}");
+    }
     println!("tokens issued:   {}", s.tokens_issued);
     println!("requests:        {}", s.requests);
     println!("daemon pid:      {}", s.pid);

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
-use crate::credentials::issuer::{CredentialSource, FailureKind, FetchFuture};
+use crate::credentials::issuer::{CertificateReport, CredentialSource, FailureKind, FetchFuture};
 use crate::credentials::refresh::Snapshot;
 use crate::net::accept::accept_until;
 use crate::net::slots::{Holder, Slots};
@@ -52,6 +52,8 @@ pub struct Metrics {
     revocations: Counter,
     connections_open: Gauge,
     expiry_seconds: Gauge<f64, AtomicU64>,
+    certificate_seconds: Gauge<f64, AtomicU64>,
+    certificate: std::sync::Mutex<Option<CertificateReport>>,
 }
 
 impl Default for Metrics {
@@ -76,6 +78,8 @@ impl Metrics {
             revocations: Counter::default(),
             connections_open: Gauge::default(),
             expiry_seconds: Gauge::default(),
+            certificate_seconds: Gauge::default(),
+            certificate: std::sync::Mutex::new(None),
             registry: Registry::default(),
         };
         registry.register(
@@ -128,6 +132,11 @@ impl Metrics {
             "seconds until the served credentials expire (0 when none are served)",
             m.expiry_seconds.clone(),
         );
+        registry.register(
+            "certificate_expiry_seconds",
+            "seconds until the host's certificate expires (issuer roles-anywhere; 0 otherwise)",
+            m.certificate_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -158,6 +167,14 @@ impl Metrics {
         self.tokens_issued.get()
     }
 
+    /// The host's certificate as the issuer last read it.
+    pub fn certificate(&self) -> Option<CertificateReport> {
+        self.certificate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Counts a removed or replaced role.
     pub fn observe_revocation(&self) {
         self.revocations.inc();
@@ -178,6 +195,12 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         self.expiry_seconds.set(left);
+        let cert_left = self
+            .certificate()
+            .and_then(|c| c.not_after.duration_since(now).ok())
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.certificate_seconds.set(cert_left);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -214,11 +237,22 @@ impl CredentialSource for Instrumented {
         self.inner.kind()
     }
 
+    fn certificate(&self) -> Option<CertificateReport> {
+        self.inner.certificate()
+    }
+
     fn fetch<'a>(&'a self, association: &'a Association) -> FetchFuture<'a> {
         Box::pin(async move {
             self.metrics.sts_calls.inc();
             let started = tokio::time::Instant::now();
             let result = self.inner.fetch(association).await;
+            if let Some(c) = self.inner.certificate() {
+                *self
+                    .metrics
+                    .certificate
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(c);
+            }
             self.metrics
                 .sts_seconds
                 .observe(started.elapsed().as_secs_f64());

@@ -16,9 +16,11 @@ use super::config::{IssuerKind, Settings};
 use super::error::DaemonError;
 use crate::clock::SharedClock;
 use crate::credentials::issuer::local::LocalIssuer;
+use crate::credentials::issuer::roles_anywhere::{RolesAnywhereIssuer, RolesAnywhereSettings};
 use crate::credentials::issuer::sts::{base_config, StsIssuer, StsSettings};
 use crate::credentials::issuer::CredentialSource;
 use crate::credentials::revoke::SessionRevoker;
+use crate::role::default_session_name;
 
 /// Upper bound on one STS call.
 pub const STS_CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -86,7 +88,49 @@ pub async fn credential_source(
             });
             (Arc::new(StsIssuer::new(&sdk, &sts, clock)), revoker)
         }
+        IssuerKind::RolesAnywhere => {
+            let ra = settings
+                .roles_anywhere
+                .as_ref()
+                .expect("the config checks roles-anywhere's keys");
+            let issuer = RolesAnywhereIssuer::new(
+                RolesAnywhereSettings {
+                    paths: ra.paths.clone(),
+                    trust_anchor_arn: ra.trust_anchor_arn.clone(),
+                    profile_arn: ra.profile_arn.clone(),
+                    region: region.to_owned(),
+                    endpoint: ra.endpoint_for(region),
+                    session_duration: settings.session_duration,
+                    send_session_name: settings
+                        .association
+                        .as_ref()
+                        .is_some_and(|a| a.session_name != default_session_name()),
+                    instance_properties: instance_properties(),
+                },
+                clock,
+            );
+            (Arc::new(issuer), None)
+        }
     })
+}
+
+/// The host's identity as Roles Anywhere records it with each session.
+fn instance_properties() -> std::collections::BTreeMap<String, String> {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    [
+        ("hostname", host),
+        (
+            "instance-id",
+            crate::endpoint::identity::instance_id_for_host(Path::new("/etc/machine-id")),
+        ),
+        ("hostrole-version", env!("CARGO_PKG_VERSION").to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// Keeps the credentials this process holds out of core dumps and away from

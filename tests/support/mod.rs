@@ -4,6 +4,7 @@
 
 pub mod moto;
 pub mod netlab;
+pub mod pki;
 pub mod world;
 
 use std::collections::HashMap;

@@ -78,6 +78,13 @@ pub struct Status {
     pub next_refresh: Option<String>,
     /// Why credentials are not served, or why the last refresh failed.
     pub last_error: Option<String>,
+    /// The host's certificate (issuer roles-anywhere): serial and end of
+    /// validity, as last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// When the host's certificate expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expiration: Option<String>,
     /// Tokens issued since start.
     pub tokens_issued: u64,
     /// IMDS requests answered since start.
@@ -98,6 +105,8 @@ pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, metrics: &Metrics) ->
         last_refresh: snapshot.last_refresh.map(rfc3339_seconds),
         next_refresh: snapshot.next_refresh.map(rfc3339_seconds),
         last_error: snapshot.last_error.clone(),
+        certificate: metrics.certificate().map(|c| c.serial),
+        certificate_expiration: metrics.certificate().map(|c| rfc3339_seconds(c.not_after)),
         tokens_issued: metrics.tokens_issued_total(),
         requests: metrics.requests_total(),
         pid: std::process::id(),

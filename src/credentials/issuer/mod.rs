@@ -11,6 +11,7 @@ use crate::credentials::Credentials;
 use crate::role::Association;
 
 pub mod local;
+pub mod roles_anywhere;
 pub mod sts;
 
 /// The future a fetch returns.
@@ -19,10 +20,24 @@ pub type FetchFuture<'a> =
 
 /// A source of temporary credentials for a role.
 pub trait CredentialSource: Send + Sync + std::fmt::Debug {
-    /// Short name for logs and status: `sts` or `local`.
+    /// Short name for logs and status: `sts`, `roles-anywhere` or `local`.
     fn kind(&self) -> &'static str;
     /// Obtains a fresh set of credentials for `association`.
     fn fetch<'a>(&'a self, association: &'a Association) -> FetchFuture<'a>;
+    /// The host's certificate as last read, for an issuer whose base
+    /// identity is one.
+    fn certificate(&self) -> Option<CertificateReport> {
+        None
+    }
+}
+
+/// The host's certificate, as the issuer last read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateReport {
+    /// Serial number, decimal.
+    pub serial: String,
+    /// End of validity.
+    pub not_after: std::time::SystemTime,
 }
 
 /// How a failed fetch should be treated.

@@ -27,6 +27,10 @@ fn list<T: ToString>(v: &[T]) -> String {
     v.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
 }
 
+fn ra(s: &Settings) -> Option<&super::RolesAnywhereConfig> {
+    s.roles_anywhere.as_ref()
+}
+
 /// Every key, in the order `--check-config` prints them.
 pub const KEYS: &[Key] = &[
     Key {
@@ -61,7 +65,44 @@ pub const KEYS: &[Key] = &[
         show: |s| match s.issuer {
             IssuerKind::Sts => "sts".into(),
             IssuerKind::Local => "local".into(),
+            IssuerKind::RolesAnywhere => "roles-anywhere".into(),
         },
+    },
+    Key {
+        name: "certificate",
+        live: false,
+        show: |s| or_none(ra(s).map(|r| r.paths.certificate.display())),
+    },
+    Key {
+        name: "private-key",
+        live: false,
+        show: |s| or_none(ra(s).map(|r| r.paths.private_key.display())),
+    },
+    Key {
+        name: "certificate-chain",
+        live: false,
+        show: |s| {
+            or_none(
+                ra(s)
+                    .and_then(|r| r.paths.chain.as_ref())
+                    .map(|p| p.display()),
+            )
+        },
+    },
+    Key {
+        name: "trust-anchor-arn",
+        live: false,
+        show: |s| or_none(ra(s).map(|r| &r.trust_anchor_arn)),
+    },
+    Key {
+        name: "profile-arn",
+        live: false,
+        show: |s| or_none(ra(s).map(|r| &r.profile_arn)),
+    },
+    Key {
+        name: "roles-anywhere-endpoint",
+        live: false,
+        show: |s| or_none(ra(s).and_then(|r| r.endpoint.as_ref())),
     },
     Key {
         name: "session-duration-seconds",

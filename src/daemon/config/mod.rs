@@ -7,6 +7,7 @@
 //! that `--check-config` prints and a reload compares.
 
 pub mod keys;
+mod roles_anywhere;
 pub mod values;
 
 use std::net::SocketAddr;
@@ -15,7 +16,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use self::values::{AbsolutePath, BadValue, EndpointUrl, HopLimit, ListenAddr, RegionName, Role};
+pub use self::roles_anywhere::RolesAnywhereConfig;
+use self::values::{
+    AbsolutePath, BadValue, EndpointUrl, HopLimit, ListenAddr, RegionName, Role, RolesAnywhereArn,
+};
 
 use crate::daemon::paths::default_state_dir;
 use crate::role::Association;
@@ -44,6 +48,9 @@ pub enum IssuerKind {
     Sts,
     /// Minted offline: no AWS account, no network.
     Local,
+    /// IAM Roles Anywhere CreateSession, signed with the host's X.509
+    /// certificate: no access key on the host.
+    RolesAnywhere,
 }
 
 /// Whether requests without an IMDSv2 token are served.
@@ -78,6 +85,18 @@ pub struct FileConfig {
     pub sts_endpoint: Option<EndpointUrl>,
     /// Region.
     pub region: Option<RegionName>,
+    /// The host's certificate (issuer roles-anywhere).
+    pub certificate: Option<PathBuf>,
+    /// The certificate's private key.
+    pub private_key: Option<PathBuf>,
+    /// Intermediate certificates.
+    pub certificate_chain: Option<PathBuf>,
+    /// The Roles Anywhere trust anchor.
+    pub trust_anchor_arn: Option<RolesAnywhereArn>,
+    /// The Roles Anywhere profile.
+    pub profile_arn: Option<RolesAnywhereArn>,
+    /// Roles Anywhere endpoint URL override.
+    pub roles_anywhere_endpoint: Option<EndpointUrl>,
     /// Availability zone reported by IMDS.
     pub availability_zone: Option<RegionName>,
     /// `allowed` or `disabled`.
@@ -126,6 +145,8 @@ pub struct Settings {
     pub issuer: IssuerKind,
     /// STS endpoint override.
     pub sts_endpoint: Option<String>,
+    /// The certificate and Roles Anywhere resources, for that issuer.
+    pub roles_anywhere: Option<RolesAnywhereConfig>,
     /// Region, if configured (else resolved from the AWS environment).
     pub region: Option<String>,
     /// Availability zone, if configured (else `<region>a`).
@@ -211,13 +232,14 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
 /// Merges file and flags and checks what no single value can: ranges that
 /// depend on the issuer, the association, the admin group's name.
 pub fn resolve(
-    file: FileConfig,
-    flags: FileConfig,
+    mut file: FileConfig,
+    mut flags: FileConfig,
     config_path: Option<PathBuf>,
 ) -> Result<Settings, ConfigError> {
     let listen_raw = flags
         .listen
-        .or(file.listen)
+        .take()
+        .or(file.listen.take())
         .unwrap_or_else(|| vec![ListenAddr(DEFAULT_LISTEN.parse().expect("a valid default"))]);
     if listen_raw.is_empty() {
         return Err(invalid("listen: at least one address is needed"));
@@ -230,12 +252,14 @@ pub fn resolve(
     }
 
     let issuer = flags.issuer.or(file.issuer).unwrap_or(IssuerKind::Sts);
+    let mut region = flags.region.take().or(file.region.take()).map(|r| r.0);
+    let roles_anywhere = roles_anywhere::resolve(&mut file, &mut flags, issuer, &mut region)?;
     let session_seconds = flags
         .session_duration_seconds
         .or(file.session_duration_seconds)
         .unwrap_or(DEFAULT_SESSION_DURATION_SECONDS);
     let min = match issuer {
-        IssuerKind::Sts => MIN_STS_SESSION_SECONDS,
+        IssuerKind::Sts | IssuerKind::RolesAnywhere => MIN_STS_SESSION_SECONDS,
         IssuerKind::Local => MIN_LOCAL_SESSION_SECONDS,
     };
     if !(min..=MAX_SESSION_SECONDS).contains(&session_seconds) {
@@ -266,7 +290,6 @@ pub fn resolve(
             "revoke-sessions: needs issuer = \"sts\" (locally minted credentials have no AWS sessions)",
         ));
     }
-    let region = flags.region.or(file.region).map(|r| r.0);
     let availability_zone = flags
         .availability_zone
         .or(file.availability_zone)
@@ -310,6 +333,7 @@ pub fn resolve(
         session_duration: Duration::from_secs(session_seconds),
         issuer,
         sts_endpoint,
+        roles_anywhere,
         region,
         availability_zone,
         imds_v1,

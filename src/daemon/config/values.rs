@@ -107,6 +107,54 @@ impl FromStr for EndpointUrl {
 }
 from_text!(EndpointUrl);
 
+/// The ARN of a Roles Anywhere trust anchor or profile:
+/// `arn:<partition>:rolesanywhere:<region>:<account>:<kind>/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RolesAnywhereArn {
+    /// The ARN as written.
+    pub arn: String,
+    /// Its region.
+    pub region: String,
+    /// `trust-anchor` or `profile`.
+    pub kind: String,
+}
+
+impl FromStr for RolesAnywhereArn {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
+        let s = s.trim();
+        let bad = || {
+            BadValue(format!(
+                "{s:?} is not a Roles Anywhere ARN (arn:aws:rolesanywhere:REGION:ACCOUNT:trust-anchor/ID or .../profile/ID)"
+            ))
+        };
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let [arn, partition, service, region, account, resource] = parts[..] else {
+            return Err(bad());
+        };
+        let (kind, id) = resource.split_once('/').ok_or_else(bad)?;
+        let ok = arn == "arn"
+            && partition.starts_with("aws")
+            && service == "rolesanywhere"
+            && region.parse::<RegionName>().is_ok()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && matches!(kind, "trust-anchor" | "profile")
+            && !id.is_empty()
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ok {
+            return Err(bad());
+        }
+        Ok(RolesAnywhereArn {
+            arn: s.to_owned(),
+            region: region.to_owned(),
+            kind: kind.to_owned(),
+        })
+    }
+}
+from_text!(RolesAnywhereArn);
+
 /// An absolute path.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "PathBuf")]
