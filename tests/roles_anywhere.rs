@@ -43,16 +43,21 @@ fn start(dir: &Path, args: &[String]) -> Daemon {
     start_daemon_env(dir, &args, &[("NO_PROXY", "127.0.0.1")])
 }
 
+/// GET of the demo role's credentials, with a fresh token.
+fn demo_credentials(d: &Daemon) -> HttpResponse {
+    let t = token(d.addr, 60);
+    get(
+        d.addr,
+        "/latest/meta-data/iam/security-credentials/demo",
+        &t,
+    )
+}
+
 /// Waits for the role's credentials to be served (at most 15 s).
 fn served(d: &Daemon) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let t = token(d.addr, 60);
-        let r = get(
-            d.addr,
-            "/latest/meta-data/iam/security-credentials/demo",
-            &t,
-        );
+        let r = demo_credentials(d);
         if r.status == 200 {
             return serde_json::from_str(&r.body).unwrap();
         }
@@ -197,16 +202,7 @@ fn a_chain_through_an_intermediate_is_sent_signed_and_verified() {
     std::fs::create_dir(&state).unwrap();
     let d = start(&state, &ra_args(&fake, &host.cert, &host.key, &[]));
     last_error(&state, "Untrusted certificate");
-    let t = token(d.addr, 60);
-    assert_eq!(
-        get(
-            d.addr,
-            "/latest/meta-data/iam/security-credentials/demo",
-            &t
-        )
-        .status,
-        404
-    );
+    assert_eq!(demo_credentials(&d).status, 404);
     let calls = fake.calls();
     assert_eq!(
         calls.iter().filter(|c| c["outcome"] == "ok").count(),
@@ -321,12 +317,7 @@ fn a_certificate_or_key_that_cannot_be_used_is_a_clear_error_naming_the_file() {
             };
             assert!(status.contains(named.to_str().unwrap()), "{status}");
         }
-        let t = token(d.addr, 60);
-        let r = get(
-            d.addr,
-            "/latest/meta-data/iam/security-credentials/demo",
-            &t,
-        );
+        let r = demo_credentials(&d);
         assert_eq!(r.status, 404, "{problem}: {r:?}");
     }
     // Only the certificate from an unrelated CA reached the endpoint.
@@ -358,12 +349,7 @@ fn the_endpoints_failures_are_classified_and_nothing_empty_is_served() {
         std::fs::create_dir(&state).unwrap();
         let d = start(&state, &ra_args(&fake, &host.cert, &host.key, &[]));
         last_error(&state, problem);
-        let t = token(d.addr, 60);
-        let r = get(
-            d.addr,
-            "/latest/meta-data/iam/security-credentials/demo",
-            &t,
-        );
+        let r = demo_credentials(&d);
         assert_eq!(r.status, 404, "{mode}: {r:?}");
         // A transient failure is retried soon and recovers by itself.
         if mode == "error" || mode == "empty" {

@@ -96,6 +96,7 @@ pub struct Status {
 /// Builds the status view of a snapshot.
 pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, metrics: &Metrics) -> Status {
     let usable = snapshot.usable(clock.now(), clock.boot_time());
+    let certificate = metrics.certificate();
     Status {
         role: snapshot.association.as_ref().map(|a| a.role.to_string()),
         source: snapshot.source.to_owned(),
@@ -105,8 +106,8 @@ pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, metrics: &Metrics) ->
         last_refresh: snapshot.last_refresh.map(rfc3339_seconds),
         next_refresh: snapshot.next_refresh.map(rfc3339_seconds),
         last_error: snapshot.last_error.clone(),
-        certificate: metrics.certificate().map(|c| c.serial),
-        certificate_expiration: metrics.certificate().map(|c| rfc3339_seconds(c.not_after)),
+        certificate_expiration: certificate.as_ref().map(|c| rfc3339_seconds(c.not_after)),
+        certificate: certificate.map(|c| c.serial),
         tokens_issued: metrics.tokens_issued_total(),
         requests: metrics.requests_total(),
         pid: std::process::id(),

@@ -68,24 +68,12 @@ impl SigningKey {
                 }
                 Ok(SigningKey::Rsa(key))
             }
-            PublicKey::P256(point) => {
-                let secret = ec_secret::<p256::NistP256>(label, der)?;
-                let public = p256::PublicKey::from_sec1_bytes(point)
-                    .map_err(|_| "the certificate's EC point is malformed".to_string())?;
-                if secret.public_key() != public {
-                    return Err(mismatch());
-                }
-                Ok(SigningKey::P256(secret.into()))
-            }
-            PublicKey::P384(point) => {
-                let secret = ec_secret::<p384::NistP384>(label, der)?;
-                let public = p384::PublicKey::from_sec1_bytes(point)
-                    .map_err(|_| "the certificate's EC point is malformed".to_string())?;
-                if secret.public_key() != public {
-                    return Err(mismatch());
-                }
-                Ok(SigningKey::P384(secret.into()))
-            }
+            PublicKey::P256(point) => Ok(SigningKey::P256(
+                ec_secret::<p256::NistP256>(label, der, point)?.into(),
+            )),
+            PublicKey::P384(point) => Ok(SigningKey::P384(
+                ec_secret::<p384::NistP384>(label, der, point)?.into(),
+            )),
         }
     }
 
@@ -131,7 +119,13 @@ impl SigningKey {
     }
 }
 
-fn ec_secret<C>(label: &str, der: &[u8]) -> Result<elliptic_curve::SecretKey<C>, String>
+/// The EC private key in `der`, checked to be the pair of the certificate's
+/// public `point` on curve `C`.
+fn ec_secret<C>(
+    label: &str,
+    der: &[u8],
+    point: &[u8],
+) -> Result<elliptic_curve::SecretKey<C>, String>
 where
     C: elliptic_curve::CurveArithmetic + elliptic_curve::pkcs8::AssociatedOid,
     elliptic_curve::FieldBytesSize<C>: elliptic_curve::sec1::ModulusSize,
@@ -139,7 +133,7 @@ where
         elliptic_curve::sec1::FromEncodedPoint<C> + elliptic_curve::sec1::ToEncodedPoint<C>,
 {
     use elliptic_curve::pkcs8::DecodePrivateKey;
-    match label {
+    let secret = match label {
         "EC PRIVATE KEY" => elliptic_curve::SecretKey::<C>::from_sec1_der(der),
         "PRIVATE KEY" => {
             elliptic_curve::SecretKey::<C>::from_pkcs8_der(der).map_err(|_| elliptic_curve::Error)
@@ -149,7 +143,13 @@ where
     .map_err(|_| {
         "the private key is not the certificate's key (or is not an EC key on its curve)"
             .to_string()
-    })
+    })?;
+    let public = elliptic_curve::PublicKey::<C>::from_sec1_bytes(point)
+        .map_err(|_| "the certificate's EC point is malformed".to_string())?;
+    if secret.public_key() != public {
+        return Err("the private key is not the certificate's key".into());
+    }
+    Ok(secret)
 }
 
 /// The parts of a signed request that the signature covers.
