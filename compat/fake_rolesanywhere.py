@@ -14,6 +14,7 @@ Usage:
                         [--profile-arn ARN] [--region R] [--port N]
                         [--tls-cert C --tls-key K] [--log FILE]
                         [--mode ok|throttle|denied|error|slow|empty]
+                        [--slow-seconds S] [--expires-in S]
 
 It prints "listening on PORT" once ready. Modes can be changed while it
 runs: POST /__fake/mode with the mode's name as the body. Every CreateSession
@@ -180,6 +181,7 @@ class Fake:
         self.max_duration = args.profile_max_duration
         self.mode = args.mode
         self.slow_seconds = args.slow_seconds
+        self.expires_in = args.expires_in
         self.log_path = args.log
         self.lock = threading.Lock()
 
@@ -227,7 +229,7 @@ class Fake:
                 raise Refused(500, "InternalServerException", "Internal failure")
             if mode == "slow":
                 time.sleep(self.slow_seconds)
-            duration = min(duration, self.max_duration)
+            duration = self.expires_in or min(duration, self.max_duration)
             expiration = (now_utc() + dt.timedelta(seconds=duration)).replace(microsecond=0)
             key_id = "ASIA" + secrets.token_hex(8).upper()
             entry.update(outcome="ok", access_key_id=key_id)
@@ -302,6 +304,9 @@ def main(argv=None):
     p.add_argument("--mode", choices=MODES, default="ok")
     p.add_argument("--slow-seconds", type=float, default=30.0)
     p.add_argument("--profile-max-duration", type=int, default=3600)
+    p.add_argument("--expires-in", type=int, default=0,
+                   help="credentials expire this many seconds after issue, whatever was asked "
+                        "(to see refreshes within a test)")
     args = p.parse_args(argv)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(Fake(args)))
     server.daemon_threads = True

@@ -3,13 +3,13 @@
 //! refresh so that a renewed certificate is used without a restart.
 //!
 //! Every problem is an error that names the file and what is wrong with it:
-//! missing, unreadable, not PEM, a key readable by others (refused, as ssh
-//! does), a key that is not the certificate's, a certificate not yet valid
-//! or expired.
+//! missing, unreadable, not a regular file (a FIFO would block the read),
+//! not PEM, a key readable by others (refused, as ssh does), a key that is
+//! not the certificate's, a certificate not yet valid or expired.
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +26,9 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 /// A certificate closer than this to its end is reported (log, status,
 /// metric) so that its renewal can be looked at in time.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Longest wait for the files to be read (a hung network file system).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the identity is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,8 +195,42 @@ fn read_key(path: &Path, public: &PublicKey) -> Result<SigningKey, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Opens `path` for reading without blocking on a FIFO or a device (a file
+/// swapped for one would otherwise hang every refresh), and refuses anything
+/// but a regular file.
 fn open(path: &Path) -> Result<File, String> {
-    File::open(path).map_err(|e| format!("{}: {e}", path.display()))
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .file_type();
+    if !kind.is_file() {
+        return Err(format!(
+            "{}: not a regular file ({})",
+            path.display(),
+            describe(kind)
+        ));
+    }
+    Ok(file)
+}
+
+fn describe(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "another kind of file"
+    }
 }
 
 fn read_bounded(path: &Path, file: File) -> Result<Vec<u8>, String> {

@@ -93,8 +93,15 @@ impl RolesAnywhereIssuer {
     async fn identity(&self) -> Result<Identity, FetchError> {
         let paths = self.settings.paths.clone();
         let now = self.clock.now();
-        let identity = tokio::task::spawn_blocking(move || material::load(&paths, now))
+        let read = tokio::task::spawn_blocking(move || material::load(&paths, now));
+        let identity = tokio::time::timeout(material::READ_TIMEOUT, read)
             .await
+            .map_err(|_| {
+                FetchError::transient(format!(
+                    "reading the certificate and key took over {} s (a hung file system?)",
+                    material::READ_TIMEOUT.as_secs()
+                ))
+            })?
             .map_err(|e| FetchError::transient(format!("reading the certificate failed: {e}")))?
             .map_err(|e| {
                 FetchError::base_credentials_rejected(format!(
