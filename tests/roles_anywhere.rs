@@ -443,3 +443,39 @@ except CredentialsRetrievalError as e:
         fake.calls().last().unwrap()["access_key_id"]
     );
 }
+
+/// A certificate with 13 days left is warned about at each refresh (log and
+/// the days left); one with 15 days left is not.
+#[test]
+fn a_certificate_expiring_within_14_days_is_warned_about() {
+    let dir = temp_dir();
+    let pki = Pki::new(dir.path());
+    let ca = pki.root("anchor", KeyType::P256);
+    let fake = FakeRolesAnywhere::start(dir.path(), &[&ca.cert], &[]);
+    let warning = "expires within 14 days";
+    for (days, warned) in [(13, true), (15, false)] {
+        let host = pki.issue(
+            &format!("host{days}"),
+            &ca,
+            KeyType::P256,
+            &format!("{days:02X}"),
+            &date(-1),
+            &date(days),
+            false,
+        );
+        let state = dir.path().join(format!("state{days}"));
+        std::fs::create_dir(&state).unwrap();
+        let d = start(&state, &ra_args(&fake, &host.cert, &host.key, &[]));
+        served(&d);
+        if warned {
+            assert!(
+                d.wait_for_log(warning, Duration::from_secs(5)),
+                "{}",
+                d.log()
+            );
+            assert!(d.log().contains("\"days_left\":12"), "{}", d.log());
+        } else {
+            assert!(!d.log().contains(warning), "{}", d.log());
+        }
+    }
+}
