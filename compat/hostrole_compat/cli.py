@@ -34,7 +34,7 @@ from .clients import Ctx, absent
 from .config import CLIENTS, ROOT, SCENARIOS, TITLES, log
 from .daemon import reference
 from .fakes import StsSink
-from .report import Cell, table, write_doc
+from .report import Cell, differences, table, write_doc
 from .scenarios import RUNNERS, Matrix
 
 
@@ -64,6 +64,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write", metavar="FILE", help="write the matrix as markdown to FILE")
+    ap.add_argument("--check", metavar="FILE",
+                    help="fail unless the outcomes and client versions are those FILE records "
+                         "(docs/compatibility.md); the run's own doc goes to --write")
     ap.add_argument("--only-clients", help="comma-separated subset of: " + ",".join(CLIENTS))
     ap.add_argument("--only-scenarios", help="comma-separated subset of: " + ",".join(RUNNERS))
     ap.add_argument("--logs", help="keep every client's command, environment and output here")
@@ -140,8 +143,19 @@ def main(argv=None):
     if a.write:
         write_doc(os.path.join(os.getcwd(), a.write) if not os.path.isabs(a.write) else a.write, m, scenarios, elapsed)
         print("wrote %s" % a.write)
+    drift = []
+    if a.check:
+        with open(a.check) as f:
+            recorded = f.read()
+        drift = differences(recorded, table(m, scenarios) + "\n" + "\n".join(
+            "- %s: %s" % (TITLES[c], m.versions.get(c, "?")) for c in clients))
+        for line in drift:
+            print("differs from %s: %s" % (a.check, line))
+        if drift:
+            print("matrix: the outcomes or client versions differ from %s: if the change is meant "
+                  "(new pins, a fixed client), run compat/matrix --write %s and commit it" % (a.check, a.check))
     n = len(scenarios) * len(clients)
     print("matrix: %d cells, %d failed, %.0f s (logs: %s)" % (n, bad, elapsed, logs))
     if not bad:
         shutil.rmtree(tmp, ignore_errors=True)
-    return 2 if harness_failed else (1 if bad else 0)
+    return 2 if harness_failed else (1 if bad or drift else 0)

@@ -39,6 +39,7 @@ SCENARIOS = [
     ("6a", "replace: a client that asks again gets the new role"),
     ("6b", "disassociate: a client that asks again fails cleanly with no credentials"),
     ("7", "restart between two fetches of one long-lived client process"),
+    ("8", "--issuer roles-anywhere: a certificate exchanged at a verifying fake endpoint"),
 ]
 
 # Limitations of the clients themselves, each asserted (see LIMIT in the

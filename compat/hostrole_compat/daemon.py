@@ -136,6 +136,8 @@ def reference(url, prefix=()):
     if code != 200 or "\n" in roles or not roles:
         raise RuntimeError("role listing: HTTP %d %r" % (code, roles[:80]))
     code, body = curl(hdr + [base + "/latest/meta-data/iam/security-credentials/" + roles])
+    if code == 404:  # the role is listed, its first credentials are still being fetched
+        return {"role": roles, "akid": None}
     if code != 200:
         raise RuntimeError("credentials: HTTP %d" % code)
     doc = json.loads(body)

@@ -9,6 +9,7 @@ from .clients import Ctx, open_session
 from .config import ACCOUNT, IMDS_ADDR, REGION, ROLE_A, ROLE_B, ZONE, LIMITS
 from .daemon import Daemon, Netns, reference, start_moto, wait_reference
 from .fakes import ForceV1Proxy
+from .rolesanywhere import PROFILE_ARN, TRUST_ANCHOR_ARN, FakeRolesAnywhere, Pki
 from .report import Cell, got_served, limit_or
 
 
@@ -153,7 +154,8 @@ def scenario_4(m):
     try:
         d = Daemon(m.state("4"), ["--issuer", "sts", "--sts-endpoint", moto, "--role-arn", ROLE_A,
                                   "--session-name", "compat"], env=base, logs=m.logs, name="4")
-        ref = reference(d.url)
+        # the first AssumeRole may outlast the daemon's start-up grace under load
+        ref = wait_reference(d.url, "demo")
         want = "arn:aws:sts::%s:assumed-role/demo/compat" % ACCOUNT
 
         def check(c, v):
@@ -285,6 +287,42 @@ def scenario_7(m):
         d.stop()
 
 
+def scenario_8(m):
+    """`--issuer roles-anywhere`: the daemon holds a certificate, no access
+    key, and exchanges it at a fake endpoint that verifies the SigV4-X509
+    signature with Python cryptography; every client gets what it issued,
+    from one CreateSession in all."""
+    pki = Pki(tempfile.mkdtemp(prefix="pki.", dir=m.tmp))
+    fake = FakeRolesAnywhere(pki, m.logs)
+    d = None
+    try:
+        d = Daemon(m.state("8"), ["--issuer", "roles-anywhere", "--role-arn", ROLE_A, "--region", REGION,
+                                  "--certificate", pki.host[0], "--private-key", pki.host[1],
+                                  "--trust-anchor-arn", TRUST_ANCHOR_ARN, "--profile-arn", PROFILE_ARN,
+                                  "--roles-anywhere-endpoint", fake.url],
+                   env={"SSL_CERT_FILE": pki.tls_ca[0], "NO_PROXY": "127.0.0.1"}, logs=m.logs, name="8")
+        ref = wait_reference(d.url, "demo")
+
+        def check(c, v):
+            calls = fake.calls()
+            ok = [x for x in calls if x.get("outcome") == "ok"]
+            if len(calls) != 1 or len(ok) != 1:
+                return "expected one verified CreateSession in all, the fake saw %r" % calls
+            if ok[0]["access_key_id"] != ref["akid"] or ok[0]["serial"] != str(0x5A17):
+                return "the served key is not the one issued to the host's certificate: %r" % ok[0]
+            return None
+
+        m.simple("8", Ctx(m.tmp, m.logs, endpoint=d.url, sink=m.sink), ref, check)
+        for c in m.clients:
+            cell = m.cells[("8", c)]
+            if cell.status == "PASS":
+                cell.detail += "; issued by one ECDSA-signed CreateSession the fake verified"
+    finally:
+        if d:
+            d.stop()
+        fake.close()
+
+
 # Scenario group -> its function; a row "2a" or "2b" of config.SCENARIOS is
 # filled in by group "2".
 RUNNERS = {
@@ -295,4 +333,5 @@ RUNNERS = {
     "5": scenario_5,
     "6": scenario_6,
     "7": scenario_7,
+    "8": scenario_8,
 }
