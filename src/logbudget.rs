@@ -46,7 +46,7 @@ impl LogBudget {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if s.window
-            .map_or(true, |w| now.duration_since(w) >= Duration::from_secs(1))
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1))
         {
             s.window = Some(now);
             s.written = 0;

@@ -36,7 +36,7 @@ pub fn host_is_allowed<B>(req: &Request<B>) -> bool {
     match req.uri().authority().map(|a| a.as_str()) {
         None => true,
         Some(target) => {
-            authority_is_allowed(target) && header.map_or(true, |h| h.eq_ignore_ascii_case(target))
+            authority_is_allowed(target) && header.is_none_or(|h| h.eq_ignore_ascii_case(target))
         }
     }
 }
