@@ -86,7 +86,7 @@ pub async fn credential_source(
                     clock.clone(),
                 ))
             });
-            (Arc::new(StsIssuer::new(&sdk, &sts, clock)), revoker)
+            (Arc::new(StsIssuer::new(&sdk, &sts, clock).await), revoker)
         }
         IssuerKind::RolesAnywhere => {
             let ra = settings
