@@ -53,3 +53,88 @@ fn an_unreachable_sts_is_one_short_cause_in_status_and_the_log() {
         assert!(!d.log().contains(dump), "{dump} in:\n{}", d.log());
     }
 }
+
+/// `hostrole serve` for STS with nothing of the user's AWS setup but `env`
+/// (and a home directory of its own): its exit code and standard error.
+fn serve_sts_with_env(dir: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = serve_command(
+        &[],
+        dir,
+        &[
+            "--issuer",
+            "sts",
+            "--region",
+            "us-east-1",
+            "--role-arn",
+            ROLE_ARN,
+        ],
+    );
+    cmd.env_clear().env("HOME", dir).envs(env.iter().copied());
+    run_until_exit(cmd, Duration::from_secs(20))
+}
+
+#[test]
+fn a_profile_that_does_not_exist_is_named_with_the_files_looked_in() {
+    let dir = temp_dir();
+    let home = dir.path().display().to_string();
+    // No files at all.
+    let (code, err) = serve_sts_with_env(dir.path(), &[("AWS_PROFILE", "nosuch")]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no base credentials for STS: profile nosuch (AWS_PROFILE) is in neither \
+             {home}/.aws/config nor {home}/.aws/credentials"
+        )),
+        "{err}"
+    );
+    // Files that define other profiles, named by the variables.
+    let config = dir.path().join("config");
+    let credentials = dir.path().join("credentials");
+    std::fs::write(&config, "[profile other]\nregion = eu-west-1\n").unwrap();
+    std::fs::write(
+        &credentials,
+        "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other-secret-value\n",
+    )
+    .unwrap();
+    let (config, credentials) = (
+        config.display().to_string(),
+        credentials.display().to_string(),
+    );
+    let (code, err) = serve_sts_with_env(
+        dir.path(),
+        &[
+            ("AWS_PROFILE", "nosuch"),
+            ("AWS_CONFIG_FILE", &config),
+            ("AWS_SHARED_CREDENTIALS_FILE", &credentials),
+        ],
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(&format!(
+            "profile nosuch (AWS_PROFILE) is in neither {config} nor {credentials}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("other-secret-value"), "{err}");
+}
+
+#[test]
+fn half_an_access_key_pair_is_named_and_its_value_is_not_printed() {
+    let dir = temp_dir();
+    let (code, err) = serve_sts_with_env(dir.path(), &[("AWS_ACCESS_KEY_ID", "AKIDHALFPAIR")]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(
+            "no base credentials for STS: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"
+        ),
+        "{err}"
+    );
+    let secret = "half-pair-secret-0123456789abcdef";
+    let (code, err) = serve_sts_with_env(dir.path(), &[("AWS_SECRET_ACCESS_KEY", secret)]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "{err}");
+}

@@ -28,6 +28,10 @@ pub enum StsSetupError {
     /// The chain found nothing.
     #[error("no base credentials for STS: looked in {BASE_CREDENTIAL_SOURCES}")]
     NoBaseCredentials,
+    /// The chain found nothing, and this is why: a half-set pair of
+    /// variables, a profile that does not exist.
+    #[error("no base credentials for STS: {0}")]
+    Misconfigured(String),
     /// A source was configured but failed.
     #[error("base credentials for STS could not be loaded: {0}")]
     BaseCredentials(String),
@@ -58,21 +62,74 @@ fn base_chain(region: &str) -> CredentialsProviderChain {
     )
 }
 
+/// Asks `chain` once; when it finds nothing, says why if the environment
+/// shows it.
+async fn resolve(chain: &CredentialsProviderChain) -> Result<(), StsSetupError> {
+    match chain.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(CredentialsError::CredentialsNotLoaded(_)) => Err(match why_none().await {
+            Some(problem) => StsSetupError::Misconfigured(problem),
+            None => StsSetupError::NoBaseCredentials,
+        }),
+        Err(e) => Err(StsSetupError::BaseCredentials(
+            DisplayErrorContext(&e).to_string(),
+        )),
+    }
+}
+
+/// Whether the host's own credentials resolve, as at start (for
+/// `--check-config`).
+pub async fn check_base_credentials(region: &str) -> Result<(), StsSetupError> {
+    resolve(&base_chain(region)).await
+}
+
+/// Why the chain found nothing, when a setting shows it: one of the two
+/// access key variables without the other, or `AWS_PROFILE` naming a
+/// profile that neither file defines. Never a value, only names.
+async fn why_none() -> Option<String> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    const KEY: &str = "AWS_ACCESS_KEY_ID";
+    const SECRET: &str = "AWS_SECRET_ACCESS_KEY";
+    match (set(KEY), set(SECRET)) {
+        (true, false) => return Some(format!("{KEY} is set but {SECRET} is not")),
+        (false, true) => return Some(format!("{SECRET} is set but {KEY} is not")),
+        _ => {}
+    }
+    let profile = std::env::var("AWS_PROFILE")
+        .ok()
+        .filter(|p| !p.trim().is_empty())?;
+    let profiles = aws_config::profile::load(
+        &aws_types::os_shim_internal::Fs::real(),
+        &aws_types::os_shim_internal::Env::real(),
+        &Default::default(),
+        None,
+    )
+    .await
+    .ok()?;
+    if profiles.get_profile(&profile).is_some() {
+        return None;
+    }
+    // The files as the SDK finds them: the variable, else in the home
+    // directory (the daemon's, which may not be the reader's).
+    let home = std::env::var("HOME").unwrap_or_else(|_| "~".to_owned());
+    let file = |var: &str, name: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| format!("{}/.aws/{name}", home.trim_end_matches('/')))
+    };
+    Some(format!(
+        "profile {profile} (AWS_PROFILE) is in neither {} nor {}",
+        file("AWS_CONFIG_FILE", "config"),
+        file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+    ))
+}
+
 /// The SDK configuration shared by the STS and IAM clients: the base
 /// credential chain (checked once, here), no SDK retries, bounded calls.
 pub async fn base_config(region: &str, call_timeout: Duration) -> Result<SdkConfig, StsSetupError> {
     let chain = base_chain(region);
-    match chain.provide_credentials().await {
-        Ok(_) => {}
-        Err(CredentialsError::CredentialsNotLoaded(_)) => {
-            return Err(StsSetupError::NoBaseCredentials)
-        }
-        Err(e) => {
-            return Err(StsSetupError::BaseCredentials(
-                DisplayErrorContext(&e).to_string(),
-            ))
-        }
-    }
+    resolve(&chain).await?;
     Ok(aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .credentials_provider(chain)

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::SdkConfig;
 use zeroize::Zeroizing;
 
-pub use self::base::{base_config, StsSetupError, BASE_CREDENTIAL_SOURCES};
+pub use self::base::{base_config, check_base_credentials, StsSetupError, BASE_CREDENTIAL_SOURCES};
 use self::classify::{classify, Target};
 use super::{CredentialSource, FetchError, FetchFuture};
 use crate::clock::SharedClock;
