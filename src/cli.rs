@@ -233,7 +233,8 @@ fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
         print!("{}", config::keys::describe(&settings));
         return ExitCode::SUCCESS;
     }
-    init_logging(args.log_format);
+    let log_format = args.log_format;
+    init_logging(log_format);
     if sensitive_bodies_ignored {
         tracing::warn!(
             "{SENSITIVE_BODIES_VAR} is set; ignored: it would make the AWS SDK log \
@@ -259,10 +260,14 @@ fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        // Printed once, on a terminal as in the journal: a JSON log stays
+        // JSON (the error is a field of its last line); otherwise the plain
+        // line every other command error uses.
+        Err(e) if log_format == LogFormat::Json => {
             tracing::error!(error = %e, "cannot start");
-            fail(e.exit_code(), e)
+            ExitCode::from(e.exit_code())
         }
+        Err(e) => fail(e.exit_code(), e),
     }
 }
 

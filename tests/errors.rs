@@ -138,3 +138,86 @@ fn half_an_access_key_pair_is_named_and_its_value_is_not_printed() {
     );
     assert!(!err.contains(secret), "{err}");
 }
+
+/// Runs `cmd` under a pseudo-terminal (through util-linux's `script`), as a
+/// user at a terminal would: everything it printed, standard error included.
+fn under_a_terminal(cmd: &std::process::Command) -> String {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(quote)
+        .collect();
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &line.join(" "), "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let out = script.output().expect("run script(1)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A start-up error, under a terminal and without one, appears once.
+fn printed_once(cmd: std::process::Command, message: &str) {
+    let tty = under_a_terminal(&cmd);
+    assert_eq!(tty.matches(message).count(), 1, "under a terminal:\n{tty}");
+    let (code, err) = run_until_exit(cmd, Duration::from_secs(20));
+    assert!(code.is_some_and(|c| c != 0), "{err}");
+    assert_eq!(
+        err.matches(message).count(),
+        1,
+        "without a terminal:\n{err}"
+    );
+}
+
+#[test]
+fn a_start_up_error_is_printed_once_with_a_terminal_and_without() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = temp_dir();
+    let cmd = serve_command(&[], dir.path(), &["--issuer", "local", "--listen", &addr]);
+    printed_once(cmd, &format!("cannot listen on {addr}"));
+    // A JSON log stays JSON: the error is its last line's field.
+    let cmd = serve_command(
+        &[],
+        dir.path(),
+        &[
+            "--issuer",
+            "local",
+            "--listen",
+            &addr,
+            "--log-format",
+            "json",
+        ],
+    );
+    let (code, err) = run_until_exit(cmd, Duration::from_secs(20));
+    assert_eq!(code, Some(69), "{err}");
+    assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
+    let last: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert!(
+        last["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!("cannot listen on {addr}"))),
+        "{err}"
+    );
+    for line in err.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect(line);
+    }
+
+    let mut cmd = serve_command(
+        &[],
+        dir.path(),
+        &["--issuer", "sts", "--region", "us-east-1"],
+    );
+    cmd.env("HOME", dir.path()).env("AWS_PROFILE", "nosuch");
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_CONFIG_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    printed_once(cmd, "profile nosuch (AWS_PROFILE)");
+}
