@@ -221,3 +221,41 @@ fn a_start_up_error_is_printed_once_with_a_terminal_and_without() {
     }
     printed_once(cmd, "profile nosuch (AWS_PROFILE)");
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_status_quietly() {
+    let dir = temp_dir();
+    let _d = start_demo_daemon(dir.path());
+    for args in [&["status"][..], &["status", "--json"]] {
+        // A real pipe whose reader has gone, as after `| head -1`.
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostrole"))
+            .args(args)
+            .arg("--control-socket")
+            .arg(control_socket(dir.path()))
+            .stdout(std::process::Stdio::from(writer))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+    }
+    // And through `head`, as typed.
+    let line = format!(
+        "'{}' status --control-socket '{}' | head -1",
+        env!("CARGO_BIN_EXE_hostrole"),
+        control_socket(dir.path()).display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &format!("set -o pipefail; {line}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("role:            {ROLE_ARN}\n")
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
