@@ -156,7 +156,7 @@ fn a_port_in_use_is_a_clear_error() {
     ]);
     assert_eq!(o.status.code(), Some(69));
     assert!(
-        stderr(&o).contains(&format!("cannot listen on {addr}")),
+        stderr(&o).contains(&format!("cannot listen on {addr} (--listen): ")),
         "{}",
         stderr(&o)
     );

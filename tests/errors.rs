@@ -259,3 +259,54 @@ fn a_reader_that_stops_early_ends_status_quietly() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn an_address_in_use_names_the_flag_or_key_that_set_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = temp_dir();
+    let cfg = dir.path().join("hostrole.toml");
+    let serve = |config: &str, args: &[&str]| {
+        std::fs::write(&cfg, format!("issuer = \"local\"\n{config}")).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hostrole"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .arg("--control-socket")
+            .arg(control_socket(dir.path()))
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        let (code, err) = run_until_exit(cmd, Duration::from_secs(20));
+        assert_eq!(code, Some(69), "{err}");
+        err
+    };
+    let file = cfg.display();
+    for (config, args, want) in [
+        (
+            format!("listen = [\"{addr}\"]\n"),
+            &[][..],
+            format!("cannot listen on {addr} (listen in {file}): "),
+        ),
+        (
+            "listen = [\"127.0.0.1:0\"]\n".to_owned(),
+            &["--listen", &addr][..],
+            format!("cannot listen on {addr} (--listen): "),
+        ),
+        (
+            format!("listen = [\"127.0.0.1:0\"]\nmetrics-listen = \"{addr}\"\n"),
+            &[][..],
+            format!("cannot listen on {addr} (metrics-listen in {file}): "),
+        ),
+        (
+            "listen = [\"127.0.0.1:0\"]\n".to_owned(),
+            &["--metrics-listen", &addr][..],
+            format!("cannot listen on {addr} (--metrics-listen): "),
+        ),
+    ] {
+        let err = serve(&config, args);
+        assert!(err.contains(&want), "{want:?} not in:\n{err}");
+        assert!(err.contains("Address already in use"), "{err}");
+    }
+}

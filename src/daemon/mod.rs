@@ -86,14 +86,24 @@ pub async fn run(
         Some(l) => l,
         None => server::bind_all(&settings.listen)
             .await
-            .map_err(|(addr, source)| DaemonError::Bind { addr, source })?,
+            .map_err(|(addr, source)| DaemonError::Bind {
+                addr,
+                set_by: settings
+                    .listen_origin
+                    .describe("listen", settings.config_path.as_deref()),
+                source,
+            })?,
     };
     let metrics_listener = match settings.metrics_listen {
-        Some(addr) => Some(
-            metrics::bind(addr)
-                .await
-                .map_err(|source| DaemonError::Bind { addr, source })?,
-        ),
+        Some(addr) => Some(metrics::bind(addr).await.map_err(|source| {
+            DaemonError::Bind {
+                addr,
+                set_by: settings
+                    .metrics_listen_origin
+                    .describe("metrics-listen", settings.config_path.as_deref()),
+                source,
+            }
+        })?),
         None => None,
     };
     let identity = InstanceIdentity {
