@@ -242,7 +242,7 @@ fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
         Err(e) => return fail(EX_CONFIG, e),
     };
     if args.check_config {
-        return print_out(&config::keys::describe(&settings));
+        return check_config(&settings);
     }
     let log_format = args.log_format;
     init_logging(log_format);
@@ -279,6 +279,25 @@ fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
         Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+/// `serve --check-config`: the values, then what a start would find wrong
+/// before binding (the region, the base credentials), with the same
+/// message as the start; warnings on standard error, the settings printed.
+fn check_config(settings: &config::Settings) -> ExitCode {
+    let checked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(EX_SOFTWARE, format!("cannot start the runtime: {e}")))
+        .and_then(|rt| {
+            let warn = |w: &str| eprintln!("hostrole: warning: {w}");
+            rt.block_on(crate::daemon::setup::check(settings, warn))
+                .map_err(|e| fail(e.exit_code(), e))
+        });
+    match checked {
+        Ok(()) => print_out(&config::keys::describe(settings)),
+        Err(code) => code,
     }
 }
 

@@ -310,3 +310,115 @@ fn an_address_in_use_names_the_flag_or_key_that_set_it() {
         assert!(err.contains("Address already in use"), "{err}");
     }
 }
+
+/// `hostrole serve ARGS` with base credentials only from `env` and none of
+/// the user's AWS files: its exit code, standard output and error.
+fn serve_with_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostrole"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir)
+        .arg("--control-socket")
+        .arg(control_socket(dir))
+        .args(args)
+        .env_clear()
+        .env("HOME", dir)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_refuses_sts_without_base_credentials_as_the_start_does() {
+    let dir = temp_dir();
+    let args = [
+        "--issuer",
+        "sts",
+        "--region",
+        "eu-west-1",
+        "--role-arn",
+        ROLE_ARN,
+    ];
+    let (code, out, err) =
+        serve_with_env(dir.path(), &[&["--check-config"][..], &args].concat(), &[]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(!out.contains("configuration OK"), "{out}");
+    assert!(
+        err.starts_with("hostrole: error: no base credentials for STS"),
+        "{err}"
+    );
+    // The same message as a start gives.
+    let (code, _, at_start) = serve_with_env(dir.path(), &args, &[]);
+    assert_eq!(code, Some(78), "{at_start}");
+    assert_eq!(Some(err.trim_end()), at_start.lines().last());
+    // And with a problem a setting shows, that problem.
+    let half = [("AWS_ACCESS_KEY_ID", "AKIDHALFPAIR")];
+    let (code, _, err) = serve_with_env(
+        dir.path(),
+        &[&["--check-config"][..], &args].concat(),
+        &half,
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"),
+        "{err}"
+    );
+    // No region at all: the start's error too.
+    let (code, _, err) = serve_with_env(
+        dir.path(),
+        &["--check-config", "--issuer", "sts"],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("no region for STS"), "{err}");
+}
+
+#[test]
+fn a_misspelt_region_is_warned_about_not_refused() {
+    let dir = temp_dir();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let (code, out, err) = serve_with_env(
+        dir.path(),
+        &["--check-config", "--issuer", "sts", "--region", "eu-wst-1"],
+        &creds,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("configuration OK\n"), "{out}");
+    assert_eq!(
+        err,
+        "hostrole: warning: region eu-wst-1 is not one this version knows; check its spelling \
+         (a region newer than this version is fine)\n"
+    );
+    let (code, _, err) = serve_with_env(
+        dir.path(),
+        &["--check-config", "--issuer", "sts", "--region", "eu-west-1"],
+        &creds,
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    // At start, the same warning is logged and the daemon serves.
+    let d = start_daemon(dir.path(), &["--issuer", "local", "--region", "eu-wst-1"]);
+    assert!(
+        d.wait_for_log(
+            "region eu-wst-1 is not one this version knows",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        d.log()
+    );
+}

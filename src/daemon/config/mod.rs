@@ -8,6 +8,7 @@
 
 pub mod keys;
 mod origin;
+pub mod regions;
 mod roles_anywhere;
 pub mod values;
 
