@@ -18,6 +18,18 @@ pub fn root_cause(err: &(dyn Error + 'static)) -> String {
     }
 }
 
+/// Whether an error of type `T` is in `err`'s chain, `err` included.
+pub fn in_chain<T: Error + 'static>(err: &(dyn Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(c) = cause {
+        if c.is::<T>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// "Connection refused (os error 111)" without its errno.
 fn os_text(io: &std::io::Error) -> String {
     let text = io.to_string();

@@ -5,7 +5,9 @@ use std::time::Duration;
 use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
-use crate::credentials::issuer::cause::root_cause;
+use aws_credential_types::provider::error::CredentialsError;
+
+use crate::credentials::issuer::cause::{in_chain, root_cause};
 use crate::credentials::issuer::FetchError;
 
 /// The endpoint called and the time limits, as the errors name them.
@@ -96,6 +98,15 @@ where
             Some(limit) => format!("STS timed out after {}", seconds(limit)),
             None => "STS timed out".to_owned(),
         }),
+        // The SDK reports base credentials that failed to load (a
+        // credential_process that exits 1, an expired SSO session) as a
+        // dispatch failure too: name them, not STS.
+        SdkError::DispatchFailure(_) if in_chain::<CredentialsError>(&err) => {
+            FetchError::transient(format!(
+                "base credentials for STS could not be loaded: {}",
+                root_cause(&err)
+            ))
+        }
         SdkError::DispatchFailure(failure) => {
             let connect_timed_out = failure.as_connector_error().is_some_and(|c| c.is_timeout());
             let cause = match target.connect_timeout {
