@@ -54,23 +54,51 @@ fn an_unreachable_sts_is_one_short_cause_in_status_and_the_log() {
     }
 }
 
+/// `hostrole serve ARGS` with base credentials only from `env` and none of
+/// the user's AWS files (a home directory of its own): its exit code,
+/// standard output and error.
+fn serve_with_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    // A daemon that starts when it should not is stopped after 20 s
+    // (exit 124), not waited for.
+    let out = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_hostrole"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir)
+        .arg("--control-socket")
+        .arg(control_socket(dir))
+        .args(args)
+        .env_clear()
+        .env("HOME", dir)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `hostrole serve` for STS with nothing of the user's AWS setup but `env`
 /// (and a home directory of its own): its exit code and standard error.
 fn serve_sts_with_env(dir: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = serve_command(
-        &[],
-        dir,
-        &[
-            "--issuer",
-            "sts",
-            "--region",
-            "us-east-1",
-            "--role-arn",
-            ROLE_ARN,
-        ],
-    );
-    cmd.env_clear().env("HOME", dir).envs(env.iter().copied());
-    run_until_exit(cmd, Duration::from_secs(20))
+    let args = [
+        "--issuer",
+        "sts",
+        "--region",
+        "us-east-1",
+        "--role-arn",
+        ROLE_ARN,
+    ];
+    let (code, _, err) = serve_with_env(dir, &args, env);
+    (code, err)
 }
 
 #[test]
@@ -309,33 +337,6 @@ fn an_address_in_use_names_the_flag_or_key_that_set_it() {
         assert!(err.contains(&want), "{want:?} not in:\n{err}");
         assert!(err.contains("Address already in use"), "{err}");
     }
-}
-
-/// `hostrole serve ARGS` with base credentials only from `env` and none of
-/// the user's AWS files: its exit code, standard output and error.
-fn serve_with_env(
-    dir: &std::path::Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostrole"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--state-dir"])
-        .arg(dir)
-        .arg("--control-socket")
-        .arg(control_socket(dir))
-        .args(args)
-        .env_clear()
-        .env("HOME", dir)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
