@@ -10,7 +10,7 @@ use crate::daemon::config;
 mod serve;
 pub use serve::ServeArgs;
 
-use crate::daemon::exit::{EX_CONFIG, EX_NOPERM, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
+use crate::daemon::exit::{EX_CONFIG, EX_IOERR, EX_NOPERM, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 
 /// Gives this host one IAM role through an EC2-compatible metadata endpoint.
 #[derive(Debug, Parser)]
@@ -172,11 +172,7 @@ fn change(request: control::Request, args: &ClientArgs) -> ExitCode {
                 eprintln!("hostrole: warning: {w}");
             }
             let role = response.status.and_then(|s| s.role);
-            match role {
-                Some(role) => println!("role: {role}"),
-                None => println!("role: none"),
-            }
-            ExitCode::SUCCESS
+            print_out(&format!("role: {}\n", role.as_deref().unwrap_or("none")))
         }
         Err(code) => code,
     }
@@ -191,31 +187,47 @@ fn status(args: &StatusArgs) -> ExitCode {
         return fail(EX_SOFTWARE, "the daemon sent no status");
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&s).expect("plain data serializes")
-        );
-        return ExitCode::SUCCESS;
+        let json = serde_json::to_string_pretty(&s).expect("plain data serializes");
+        return print_out(&format!("{json}\n"));
     }
     let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!(
-        "role:            {}",
-        s.role.clone().unwrap_or_else(|| "none".into())
-    );
-    println!("source:          {}", s.source);
-    println!("serving:         {}", if s.serving { "yes" } else { "no" });
-    println!("access key id:   {}", or_none(&s.access_key_id));
-    println!("expiration:      {}", or_none(&s.expiration));
-    println!("last refresh:    {}", or_none(&s.last_refresh));
-    println!("next refresh:    {}", or_none(&s.next_refresh));
-    println!("last error:      {}", or_none(&s.last_error));
+    let mut text = String::new();
+    let mut line = |name: &str, value: &dyn std::fmt::Display| {
+        text.push_str(&format!("{:<17}{value}\n", format!("{name}:")));
+    };
+    line("role", &s.role.clone().unwrap_or_else(|| "none".into()));
+    line("source", &s.source);
+    line("serving", &if s.serving { "yes" } else { "no" });
+    line("access key id", &or_none(&s.access_key_id));
+    line("expiration", &or_none(&s.expiration));
+    line("last refresh", &or_none(&s.last_refresh));
+    line("next refresh", &or_none(&s.next_refresh));
+    line("last error", &or_none(&s.last_error));
     if let (Some(serial), Some(expires)) = (&s.certificate, &s.certificate_expiration) {
-        println!("certificate:     serial {serial}, expires {expires}");
+        line(
+            "certificate",
+            &format!("serial {serial}, expires {expires}"),
+        );
     }
-    println!("tokens issued:   {}", s.tokens_issued);
-    println!("requests:        {}", s.requests);
-    println!("daemon pid:      {}", s.pid);
-    ExitCode::SUCCESS
+    line("tokens issued", &s.tokens_issued);
+    line("requests", &s.requests);
+    line("daemon pid", &s.pid);
+    print_out(&text)
+}
+
+/// Writes a command's output to standard output. A reader that stopped
+/// reading (`hostrole status | head -1`) is no failure of the command:
+/// exit 0, quietly. Dying of SIGPIPE instead (status 141, as cat does)
+/// would fail `set -o pipefail` scripts that stop at the line they want,
+/// `| grep -q serving` for one.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(EX_IOERR, format!("cannot write the output: {e}")),
+    }
 }
 
 fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
@@ -230,10 +242,10 @@ fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
         Err(e) => return fail(EX_CONFIG, e),
     };
     if args.check_config {
-        print!("{}", config::keys::describe(&settings));
-        return ExitCode::SUCCESS;
+        return check_config(&settings);
     }
-    init_logging(args.log_format);
+    let log_format = args.log_format;
+    init_logging(log_format);
     if sensitive_bodies_ignored {
         tracing::warn!(
             "{SENSITIVE_BODIES_VAR} is set; ignored: it would make the AWS SDK log \
@@ -259,10 +271,33 @@ fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        // Printed once, on a terminal as in the journal: a JSON log stays
+        // JSON (the error is a field of its last line); otherwise the plain
+        // line every other command error uses.
+        Err(e) if log_format == LogFormat::Json => {
             tracing::error!(error = %e, "cannot start");
-            fail(e.exit_code(), e)
+            ExitCode::from(e.exit_code())
         }
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+/// `serve --check-config`: the values, then what a start would find wrong
+/// before binding (the region, the base credentials), with the same
+/// message as the start; warnings on standard error, the settings printed.
+fn check_config(settings: &config::Settings) -> ExitCode {
+    let checked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(EX_SOFTWARE, format!("cannot start the runtime: {e}")))
+        .and_then(|rt| {
+            let warn = |w: &str| eprintln!("hostrole: warning: {w}");
+            rt.block_on(crate::daemon::setup::check(settings, warn))
+                .map_err(|e| fail(e.exit_code(), e))
+        });
+    match checked {
+        Ok(()) => print_out(&config::keys::describe(settings)),
+        Err(code) => code,
     }
 }
 

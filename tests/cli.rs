@@ -156,7 +156,7 @@ fn a_port_in_use_is_a_clear_error() {
     ]);
     assert_eq!(o.status.code(), Some(69));
     assert!(
-        stderr(&o).contains(&format!("cannot listen on {addr}")),
+        stderr(&o).contains(&format!("cannot listen on {addr} (--listen): ")),
         "{}",
         stderr(&o)
     );
@@ -320,13 +320,24 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
         "/packaging/hostrole.toml"
     ))
     .unwrap();
-    // As shipped (all commented) it is valid.
+    // As shipped (all commented) it is valid, in an environment with a
+    // region and base credentials for the default issuer, sts.
     let dir = temp_dir();
+    let check = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hostrole"))
+            .args(["serve", "--check-config"])
+            .args(args)
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .expect("run hostrole")
+    };
     let shipped = path_in(dir.path(), "shipped.toml");
     std::fs::write(&shipped, &text).unwrap();
-    let o = hostrole(&[
-        "serve",
-        "--check-config",
+    let o = check(&[
         "--config",
         shipped.to_str().unwrap(),
         "--state-dir",
@@ -367,7 +378,7 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
     }
     let all = path_in(dir.path(), "all.toml");
     std::fs::write(&all, &uncommented).unwrap();
-    let o = hostrole(&["serve", "--check-config", "--config", all.to_str().unwrap()]);
+    let o = check(&["--config", all.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}\n{uncommented}", stderr(&o));
     assert!(text.contains("#admin-group = ") && text.contains("#revoke-sessions = "));
 }

@@ -269,7 +269,7 @@ fn malformed_xml_is_transient_and_never_served() {
 
 #[test]
 fn a_reset_connection_is_transient() {
-    transient(Mode::Reset, "could not be sent");
+    transient(Mode::Reset, "cannot reach STS at");
 }
 
 #[test]

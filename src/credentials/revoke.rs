@@ -8,9 +8,10 @@
 //! on the role, and it affects every holder of the role, not only this host.
 
 use aws_config::SdkConfig;
-use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_iam::error::ProvideErrorMetadata;
 
 use crate::clock::{rfc3339_seconds, SharedClock};
+use crate::credentials::issuer::cause::root_cause;
 use crate::role::RoleArn;
 
 /// The inline policy's name, as the IAM console names it.
@@ -65,7 +66,7 @@ impl SessionRevoker {
                     "IAM PutRolePolicy failed: {code}: {}",
                     e.message().unwrap_or("")
                 ),
-                None => format!("IAM PutRolePolicy failed: {}", DisplayErrorContext(&e)),
+                None => format!("IAM PutRolePolicy failed: {}", root_cause(&e)),
             })
     }
 }

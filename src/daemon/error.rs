@@ -30,10 +30,12 @@ pub enum DaemonError {
     #[error(transparent)]
     Sts(#[from] StsSetupError),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ({set_by}): {source}")]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
+        /// The flag or key that set it, or the default.
+        set_by: String,
         /// The cause.
         #[source]
         source: io::Error,

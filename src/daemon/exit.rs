@@ -9,6 +9,8 @@ pub const EX_UNAVAILABLE: u8 = 69;
 pub const EX_SOFTWARE: u8 = 70;
 /// Permission denied.
 pub const EX_NOPERM: u8 = 77;
+/// Cannot write the output.
+pub const EX_IOERR: u8 = 74;
 /// Cannot create or write a needed file.
 pub const EX_CANTCREAT: u8 = 73;
 /// Temporary failure (another daemon holds the lock).

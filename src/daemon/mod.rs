@@ -37,7 +37,7 @@ use crate::association::state;
 use crate::clock::{SharedClock, SystemClock};
 use crate::credentials::issuer::CredentialSource;
 use crate::credentials::refresh;
-use crate::daemon::config::{IssuerKind, Settings};
+use crate::daemon::config::Settings;
 pub use crate::daemon::error::DaemonError;
 use crate::daemon::reload::Reload;
 use crate::endpoint::conn::LocalAddrs;
@@ -73,11 +73,10 @@ pub async fn run(
     let tokens = TokenAuthority::load_or_create(&settings.state_dir, clock.clone())?;
     let association =
         AssociationService::at_start(&settings.state_dir, settings.association.as_ref())?;
-    let region = match setup::resolve_region(settings.region.as_deref()).await {
-        Some(r) => r,
-        None if settings.issuer == IssuerKind::Local => LOCAL_DEFAULT_REGION.to_owned(),
-        None => return Err(DaemonError::NoRegion),
-    };
+    let region = setup::region(&settings).await?;
+    if let Some(warning) = config::regions::unknown_region_warning(&region) {
+        tracing::warn!("{warning}");
+    }
     let (source, revoker) = setup::credential_source(&settings, &region, clock.clone()).await?;
     let metrics = Arc::new(Metrics::new());
     let source: Arc<dyn CredentialSource> = Arc::new(Instrumented::new(source, metrics.clone()));
@@ -86,14 +85,24 @@ pub async fn run(
         Some(l) => l,
         None => server::bind_all(&settings.listen)
             .await
-            .map_err(|(addr, source)| DaemonError::Bind { addr, source })?,
+            .map_err(|(addr, source)| DaemonError::Bind {
+                addr,
+                set_by: settings
+                    .listen_origin
+                    .describe("listen", settings.config_path.as_deref()),
+                source,
+            })?,
     };
     let metrics_listener = match settings.metrics_listen {
-        Some(addr) => Some(
-            metrics::bind(addr)
-                .await
-                .map_err(|source| DaemonError::Bind { addr, source })?,
-        ),
+        Some(addr) => Some(metrics::bind(addr).await.map_err(|source| {
+            DaemonError::Bind {
+                addr,
+                set_by: settings
+                    .metrics_listen_origin
+                    .describe("metrics-listen", settings.config_path.as_deref()),
+                source,
+            }
+        })?),
         None => None,
     };
     let identity = InstanceIdentity {

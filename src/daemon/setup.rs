@@ -12,12 +12,15 @@ use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 
+use super::config::regions::unknown_region_warning;
 use super::config::{IssuerKind, Settings};
 use super::error::DaemonError;
 use crate::clock::SharedClock;
 use crate::credentials::issuer::local::LocalIssuer;
 use crate::credentials::issuer::roles_anywhere::{RolesAnywhereIssuer, RolesAnywhereSettings};
-use crate::credentials::issuer::sts::{base_config, StsIssuer, StsSettings};
+use crate::credentials::issuer::sts::{
+    base_config, check_base_credentials, StsIssuer, StsSettings,
+};
 use crate::credentials::issuer::CredentialSource;
 use crate::credentials::revoke::SessionRevoker;
 use crate::role::default_session_name;
@@ -60,6 +63,31 @@ pub async fn resolve_region(configured: Option<&str>) -> Option<String> {
         .map(|r| r.to_string())
 }
 
+/// The region the daemon runs in (see [`resolve_region`]); the local
+/// issuer falls back to [`super::LOCAL_DEFAULT_REGION`], the others need one.
+pub async fn region(settings: &Settings) -> Result<String, DaemonError> {
+    match resolve_region(settings.region.as_deref()).await {
+        Some(r) => Ok(r),
+        None if settings.issuer == IssuerKind::Local => Ok(super::LOCAL_DEFAULT_REGION.to_owned()),
+        None => Err(DaemonError::NoRegion),
+    }
+}
+
+/// What `--check-config` checks beyond the values, as a start would and
+/// with the same errors, without binding or writing anything: the region
+/// resolves, and so do the base credentials of the `sts` issuer. A region
+/// this version does not know is a warning, given to `warn`.
+pub async fn check(settings: &Settings, mut warn: impl FnMut(&str)) -> Result<(), DaemonError> {
+    let region = region(settings).await?;
+    if let Some(warning) = unknown_region_warning(&region) {
+        warn(&warning);
+    }
+    if settings.issuer == IssuerKind::Sts {
+        check_base_credentials(&region).await?;
+    }
+    Ok(())
+}
+
 /// Builds the credential source named by the settings, and the session
 /// revoker if `revoke-sessions` is on.
 pub async fn credential_source(
@@ -86,7 +114,7 @@ pub async fn credential_source(
                     clock.clone(),
                 ))
             });
-            (Arc::new(StsIssuer::new(&sdk, &sts, clock)), revoker)
+            (Arc::new(StsIssuer::new(&sdk, &sts, clock).await), revoker)
         }
         IssuerKind::RolesAnywhere => {
             let ra = settings

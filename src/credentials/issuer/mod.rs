@@ -10,6 +10,7 @@ use std::pin::Pin;
 use crate::credentials::Credentials;
 use crate::role::Association;
 
+pub mod cause;
 pub mod local;
 pub mod roles_anywhere;
 pub mod sts;

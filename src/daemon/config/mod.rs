@@ -7,6 +7,8 @@
 //! that `--check-config` prints and a reload compares.
 
 pub mod keys;
+mod origin;
+pub mod regions;
 mod roles_anywhere;
 pub mod values;
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use self::origin::Origin;
 pub use self::roles_anywhere::RolesAnywhereConfig;
 use self::values::{
     AbsolutePath, BadValue, EndpointUrl, HopLimit, ListenAddr, RegionName, Role, RolesAnywhereArn,
@@ -137,6 +140,8 @@ where
 pub struct Settings {
     /// Addresses to bind when not socket-activated.
     pub listen: Vec<SocketAddr>,
+    /// Whether `listen` came from the flags, the file or the default.
+    pub listen_origin: Origin,
     /// The role, if one is configured.
     pub association: Option<Association>,
     /// Session length asked of STS, or minted locally.
@@ -165,6 +170,8 @@ pub struct Settings {
     pub iam_endpoint: Option<String>,
     /// Prometheus metrics listener, if enabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether `metrics_listen` came from the flags or the file.
+    pub metrics_listen_origin: Origin,
     /// IP TTL / IPv6 hop limit of token responses (EC2's default is 1).
     pub hop_limit: u8,
     /// Who may read credentials, when restricted.
@@ -236,11 +243,14 @@ pub fn resolve(
     mut flags: FileConfig,
     config_path: Option<PathBuf>,
 ) -> Result<Settings, ConfigError> {
-    let listen_raw = flags
-        .listen
-        .take()
-        .or(file.listen.take())
-        .unwrap_or_else(|| vec![ListenAddr(DEFAULT_LISTEN.parse().expect("a valid default"))]);
+    let (listen_raw, listen_origin) = match (flags.listen.take(), file.listen.take()) {
+        (Some(l), _) => (l, Origin::Flag),
+        (None, Some(l)) => (l, Origin::File),
+        (None, None) => (
+            vec![ListenAddr(DEFAULT_LISTEN.parse().expect("a valid default"))],
+            Origin::Default,
+        ),
+    };
     if listen_raw.is_empty() {
         return Err(invalid("listen: at least one address is needed"));
     }
@@ -299,6 +309,11 @@ pub fn resolve(
         .state_dir
         .or(file.state_dir)
         .map_or_else(default_state_dir, |p| p.0);
+    let metrics_listen_origin = match (&flags.metrics_listen, &file.metrics_listen) {
+        (Some(_), _) => Origin::Flag,
+        (None, Some(_)) => Origin::File,
+        (None, None) => Origin::Default,
+    };
     let metrics_listen = flags.metrics_listen.or(file.metrics_listen).map(|a| a.0);
     let control_socket = flags
         .control_socket
@@ -327,6 +342,7 @@ pub fn resolve(
 
     Ok(Settings {
         listen,
+        listen_origin,
         hop_limit,
         access,
         association,
@@ -343,6 +359,7 @@ pub fn resolve(
         revoke_sessions,
         iam_endpoint,
         metrics_listen,
+        metrics_listen_origin,
         config_path,
     })
 }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use self::material::{Identity, MaterialPaths};
+use super::cause::root_cause;
 use super::{CertificateReport, CredentialSource, FetchError, FetchFuture};
 use crate::clock::{rfc3339_seconds, SharedClock};
 use crate::credentials::Credentials;
@@ -136,7 +137,7 @@ impl RolesAnywhereIssuer {
                 FetchError::transient(format!(
                     "Roles Anywhere CreateSession could not be sent to {}: {}",
                     self.settings.endpoint,
-                    short_cause(&e)
+                    root_cause(&e)
                 ))
             })?;
             let status = response.status().as_u16();
@@ -237,15 +238,6 @@ impl RolesAnywhereIssuer {
 fn amz_date(t: SystemTime) -> String {
     let s = rfc3339_seconds(t); // YYYY-MM-DDTHH:MM:SSZ
     s.replace(['-', ':'], "")
-}
-
-/// The innermost cause of a connector error, on one line.
-fn short_cause(e: &dyn std::error::Error) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 #[derive(Deserialize)]
