@@ -64,7 +64,7 @@ pub struct Response {
 pub struct Status {
     /// The associated role ARN.
     pub role: Option<String>,
-    /// `sts` or `local`.
+    /// The issuer: `sts`, `roles-anywhere` or `local`.
     pub source: String,
     /// Whether credentials are being served right now.
     pub serving: bool,
