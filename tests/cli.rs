@@ -390,19 +390,7 @@ fn a_silent_sts_does_not_hold_up_serving() {
     let endpoint = format!("http://{}", silent.local_addr().unwrap());
     let dir = temp_dir();
     let started = std::time::Instant::now();
-    let d = start_daemon_with_base_credentials(
-        dir.path(),
-        &[
-            "--issuer",
-            "sts",
-            "--region",
-            "us-east-1",
-            "--sts-endpoint",
-            &endpoint,
-            "--role-arn",
-            ROLE_ARN,
-        ],
-    );
+    let d = start_daemon_with_base_credentials(dir.path(), &sts_args(&endpoint, true));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "serving without waiting on STS"

@@ -28,19 +28,7 @@ fn an_unreachable_sts_is_one_short_cause_in_status_and_the_log() {
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let dir = temp_dir();
-    let d = start_daemon_with_base_credentials(
-        dir.path(),
-        &[
-            "--issuer",
-            "sts",
-            "--region",
-            "us-east-1",
-            "--sts-endpoint",
-            &endpoint,
-            "--role-arn",
-            ROLE_ARN,
-        ],
-    );
+    let d = start_daemon_with_base_credentials(dir.path(), &sts_args(&endpoint, true));
     let want = format!("cannot reach STS at {endpoint}: connection refused");
     assert_eq!(last_error(dir.path()), want);
     let text = String::from_utf8_lossy(&client(dir.path(), &["status"]).stdout).into_owned();

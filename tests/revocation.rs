@@ -395,17 +395,7 @@ fn associate_waits_for_the_first_credentials_and_says_when_sts_fails() {
         .local_addr()
         .unwrap();
     let endpoint = format!("http://{closed}");
-    let d = start_daemon_with_base_credentials(
-        dir.path(),
-        &[
-            "--issuer",
-            "sts",
-            "--region",
-            "us-east-1",
-            "--sts-endpoint",
-            &endpoint,
-        ],
-    );
+    let d = start_daemon_with_base_credentials(dir.path(), &sts_args(&endpoint, false));
     let started = Instant::now();
     let out = client(dir.path(), &["associate", ROLE_ARN]);
     assert!(

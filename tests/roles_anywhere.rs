@@ -371,17 +371,8 @@ fn the_fake_accepts_an_independent_client_refuses_a_tampered_signature_and_serve
     let tls_ca = pki.root("tls", KeyType::P256);
     let tls = pki.server("fake", &tls_ca);
     let host = leaf(&pki, &ca, "host", KeyType::P256, "2A");
-    let fake = FakeRolesAnywhere::start(
-        dir.path(),
-        &[&ca.cert],
-        &[
-            "--tls-cert",
-            tls.cert.to_str().unwrap(),
-            "--tls-key",
-            tls.key.to_str().unwrap(),
-        ],
-    );
-    let port = fake.url.rsplit(':').next().unwrap().to_owned();
+    let (fake, https) = FakeRolesAnywhere::start_https(dir.path(), &[&ca.cert], &tls);
+    let port = https.rsplit(':').next().unwrap().to_owned();
     let script = r#"
 import sys
 from iam_rolesanywhere_session import IAMRolesAnywhereSession
@@ -424,7 +415,6 @@ except CredentialsRetrievalError as e:
 
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
-    let https = format!("https://127.0.0.1:{port}");
     let mut args = ra_args(&fake, &host.cert, &host.key, &[]);
     let at = args.iter().position(|a| a == &fake.url).unwrap();
     args[at] = https;

@@ -313,18 +313,8 @@ fn create_session_goes_through_https_proxy_unless_no_proxy_names_the_endpoint() 
     let (pki, ca, host) = pki_with_host(dir.path());
     let tls_ca = pki.root("tls", KeyType::P256);
     let tls = pki.server("fake", &tls_ca);
-    let fake = FakeRolesAnywhere::start(
-        dir.path(),
-        &[&ca.cert],
-        &[
-            "--tls-cert",
-            tls.cert.to_str().unwrap(),
-            "--tls-key",
-            tls.key.to_str().unwrap(),
-        ],
-    );
-    let port = fake.url.rsplit(':').next().unwrap().to_owned();
-    let https = format!("https://127.0.0.1:{port}");
+    let (fake, https) = FakeRolesAnywhere::start_https(dir.path(), &[&ca.cert], &tls);
+    let port = https.rsplit(':').next().unwrap().to_owned();
     let proxy = ConnectProxy::start();
     let proxy_url = format!("http://{}", proxy.addr);
     let trust = tls_ca.cert.to_str().unwrap();

@@ -169,6 +169,23 @@ pub fn start_daemon_with_base_credentials(state_dir: &Path, args: &[&str]) -> Da
     )
 }
 
+/// `serve` arguments for the sts issuer in us-east-1 at `endpoint`, with
+/// the test role unless `role` is false.
+pub fn sts_args(endpoint: &str, role: bool) -> Vec<&str> {
+    let mut a = vec![
+        "--issuer",
+        "sts",
+        "--region",
+        "us-east-1",
+        "--sts-endpoint",
+        endpoint,
+    ];
+    if role {
+        a.extend(["--role-arn", ROLE_ARN]);
+    }
+    a
+}
+
 /// The control socket test daemons use: inside their state directory.
 pub fn control_socket(state_dir: &Path) -> PathBuf {
     state_dir.join("control.sock")

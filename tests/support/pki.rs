@@ -313,6 +313,23 @@ impl FakeRolesAnywhere {
         }
     }
 
+    /// Starts the fake over HTTPS with `tls`'s server certificate; also
+    /// its `https://127.0.0.1:PORT` URL.
+    pub fn start_https(dir: &Path, cas: &[&Path], tls: &Issued) -> (FakeRolesAnywhere, String) {
+        let fake = FakeRolesAnywhere::start(
+            dir,
+            cas,
+            &[
+                "--tls-cert",
+                tls.cert.to_str().unwrap(),
+                "--tls-key",
+                tls.key.to_str().unwrap(),
+            ],
+        );
+        let https = fake.url.replacen("http://", "https://", 1);
+        (fake, https)
+    }
+
     /// Every CreateSession so far.
     pub fn calls(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log)
