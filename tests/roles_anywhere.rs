@@ -43,27 +43,9 @@ fn start(dir: &Path, args: &[String]) -> Daemon {
     start_daemon_env(dir, &args, &[("NO_PROXY", "127.0.0.1")])
 }
 
-/// GET of the demo role's credentials, with a fresh token.
-fn demo_credentials(d: &Daemon) -> HttpResponse {
-    let t = token(d.addr, 60);
-    get(
-        d.addr,
-        "/latest/meta-data/iam/security-credentials/demo",
-        &t,
-    )
-}
-
 /// Waits for the role's credentials to be served (at most 15 s).
 fn served(d: &Daemon) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = demo_credentials(d);
-        if r.status == 200 {
-            return serde_json::from_str(&r.body).unwrap();
-        }
-        assert!(Instant::now() < deadline, "never served:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_served(d, Duration::from_secs(15))
 }
 
 /// Waits until the daemon's status names `needle` as its last error.

@@ -42,27 +42,6 @@ fn start(state: &Path, args: &[String], env: &[(&str, &str)]) -> Daemon {
     start_daemon_env(state, &args, env)
 }
 
-fn demo(d: &Daemon) -> HttpResponse {
-    let t = token(d.addr, 60);
-    get(
-        d.addr,
-        "/latest/meta-data/iam/security-credentials/demo",
-        &t,
-    )
-}
-
-fn served(d: &Daemon, within: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = demo(d);
-        if r.status == 200 {
-            return serde_json::from_str(&r.body).unwrap();
-        }
-        assert!(Instant::now() < deadline, "never served:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn status_json(state: &Path) -> serde_json::Value {
     let out = client(state, &["status", "--json"]);
     assert!(out.status.success(), "{out:?}");
@@ -113,7 +92,7 @@ fn last_good_credentials_are_served_through_5xx_until_they_expire_and_never_afte
         &ra_args(&fake.url, &host),
         &[("NO_PROXY", "127.0.0.1")],
     );
-    let first = served(&d, Duration::from_secs(15));
+    let first = wait_served(&d, Duration::from_secs(15));
     let first_at = Instant::now();
     let mut last_served = first_at;
     fake.set_mode("error");
@@ -124,7 +103,7 @@ fn last_good_credentials_are_served_through_5xx_until_they_expire_and_never_afte
     loop {
         // The time before the request: an answer must expire after it.
         let asked_at = rfc3339_seconds(SystemTime::now());
-        let r = demo(&d);
+        let r = demo_credentials(&d);
         if r.status == 404 {
             break;
         }
@@ -160,7 +139,7 @@ fn last_good_credentials_are_served_through_5xx_until_they_expire_and_never_afte
     );
 
     fake.set_mode("ok");
-    let next = served(&d, Duration::from_secs(30));
+    let next = wait_served(&d, Duration::from_secs(30));
     assert_ne!(next["AccessKeyId"], first["AccessKeyId"]);
 }
 
@@ -185,7 +164,7 @@ fn an_endpoint_that_never_answers_is_abandoned_after_twenty_seconds() {
         &[("NO_PROXY", "127.0.0.1")],
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(demo(&d).status, 404);
+    assert_eq!(demo_credentials(&d).status, 404);
     let quick = Instant::now();
     let s = status_json(&state);
     assert!(
@@ -200,7 +179,7 @@ fn an_endpoint_that_never_answers_is_abandoned_after_twenty_seconds() {
         took >= Duration::from_secs(20) && took < Duration::from_secs(30),
         "{took:?} {s}"
     );
-    assert_eq!(demo(&d).status, 404);
+    assert_eq!(demo_credentials(&d).status, 404);
 }
 
 /// A certificate path replaced by a FIFO (or a directory) is refused at once
@@ -227,7 +206,7 @@ fn a_certificate_path_that_is_not_a_regular_file_is_refused_without_blocking() {
         let d = start(&state, &args, &[("NO_PROXY", "127.0.0.1")]);
         let s = wait_status(&state, problem, Duration::from_secs(5));
         assert!(s.contains(cert.to_str().unwrap()), "{s}");
-        assert_eq!(demo(&d).status, 404);
+        assert_eq!(demo_credentials(&d).status, 404);
     }
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
 }
@@ -330,7 +309,7 @@ fn create_session_goes_through_https_proxy_unless_no_proxy_names_the_endpoint() 
             ("SSL_CERT_FILE", trust),
         ],
     );
-    let creds = served(&d, Duration::from_secs(15));
+    let creds = wait_served(&d, Duration::from_secs(15));
     assert_eq!(
         creds["AccessKeyId"],
         fake.calls().last().unwrap()["access_key_id"]
@@ -349,7 +328,7 @@ fn create_session_goes_through_https_proxy_unless_no_proxy_names_the_endpoint() 
             ("SSL_CERT_FILE", trust),
         ],
     );
-    served(&d, Duration::from_secs(15));
+    wait_served(&d, Duration::from_secs(15));
     assert_eq!(proxy.targets().len(), 1, "{:?}", proxy.targets());
     assert_eq!(fake.calls().len(), 2);
 }

@@ -378,6 +378,29 @@ pub fn fetch_credentials(addr: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&doc.body).expect("credentials JSON")
 }
 
+/// GET of the demo role's credentials, with a fresh token.
+pub fn demo_credentials(d: &Daemon) -> HttpResponse {
+    let t = token(d.addr, 60);
+    get(
+        d.addr,
+        "/latest/meta-data/iam/security-credentials/demo",
+        &t,
+    )
+}
+
+/// Waits `within` for the demo role's credentials to be served.
+pub fn wait_served(d: &Daemon, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = demo_credentials(d);
+        if r.status == 200 {
+            return serde_json::from_str(&r.body).unwrap();
+        }
+        assert!(Instant::now() < deadline, "never served:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A fresh temporary directory.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()

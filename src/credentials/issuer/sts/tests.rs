@@ -9,6 +9,19 @@ use aws_config::{BehaviorVersion, Region};
 use super::*;
 use crate::credentials::issuer::FailureKind;
 
+/// One AssumeRole at `endpoint` through `sdk`, which must fail.
+async fn assume_failure(sdk: &aws_config::SdkConfig, endpoint: &str) -> FetchError {
+    let settings = StsSettings {
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.into()),
+        session_duration: Duration::from_secs(900),
+    };
+    let clock: SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
+    let issuer = StsIssuer::new(sdk, &settings, clock).await;
+    let association = Association::new("arn:aws:iam::123456789012:role/demo", None, None).unwrap();
+    issuer.assume(&association).await.unwrap_err()
+}
+
 /// Through the SDK's own HTTP client: what a refused connection looks
 /// like once the SDK has wrapped it.
 #[tokio::test]
@@ -31,15 +44,7 @@ async fn a_refused_connection_is_named_with_the_endpoint_and_nothing_else() {
                 .build(),
         )
         .build();
-    let settings = StsSettings {
-        region: "us-east-1".into(),
-        endpoint: Some(endpoint.clone()),
-        session_duration: Duration::from_secs(900),
-    };
-    let clock: SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
-    let issuer = StsIssuer::new(&sdk, &settings, clock).await;
-    let association = Association::new("arn:aws:iam::123456789012:role/demo", None, None).unwrap();
-    let e = issuer.assume(&association).await.unwrap_err();
+    let e = assume_failure(&sdk, &endpoint).await;
     assert_eq!(e.kind, FailureKind::Transient);
     assert_eq!(
         e.message,
@@ -87,15 +92,7 @@ async fn base_credentials_that_fail_at_a_call_are_not_sts_out_of_reach() {
         .credentials_provider(SharedCredentialsProvider::new(Failing))
         .retry_config(RetryConfig::disabled())
         .build();
-    let settings = StsSettings {
-        region: "us-east-1".into(),
-        endpoint: Some("http://127.0.0.1:1".into()),
-        session_duration: Duration::from_secs(900),
-    };
-    let clock: SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
-    let issuer = StsIssuer::new(&sdk, &settings, clock).await;
-    let association = Association::new("arn:aws:iam::123456789012:role/demo", None, None).unwrap();
-    let e = issuer.assume(&association).await.unwrap_err();
+    let e = assume_failure(&sdk, "http://127.0.0.1:1").await;
     assert_eq!(e.kind, FailureKind::Transient);
     assert_eq!(
         e.message,
