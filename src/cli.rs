@@ -48,7 +48,7 @@ pub enum Command {
 /// Options shared by the client commands.
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
-    /// The daemon's control socket [default: /run/hostrole/control.sock].
+    /// The daemon's control socket [default: your own daemon's, then /run/hostrole/control.sock; root: the other way round].
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
 }
@@ -179,6 +179,7 @@ fn change(request: control::Request, args: &ClientArgs) -> ExitCode {
 }
 
 fn status(args: &StatusArgs) -> ExitCode {
+    let socket = socket_path(&args.client);
     let response = match call(&control::Request::Status, &args.client) {
         Ok(r) => r,
         Err(code) => return code,
@@ -212,6 +213,7 @@ fn status(args: &StatusArgs) -> ExitCode {
     line("tokens issued", &s.tokens_issued);
     line("requests", &s.requests);
     line("daemon pid", &s.pid);
+    line("control socket", &socket.display());
     print_out(&text)
 }
 

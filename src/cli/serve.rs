@@ -68,10 +68,10 @@ pub struct ServeArgs {
     /// Serve requests that carry no IMDSv2 token [default: disabled].
     #[arg(long, value_enum)]
     pub imds_v1: Option<ImdsV1>,
-    /// State directory [default: /var/lib/hostrole as root, else ~/.local/state/hostrole].
+    /// State directory [default: $STATE_DIRECTORY under systemd, else ~/.local/state/hostrole].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Control socket path [default: /run/hostrole/control.sock as root].
+    /// Control socket path [default: $RUNTIME_DIRECTORY/control.sock under systemd, else $XDG_RUNTIME_DIR/hostrole/control.sock].
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
     /// Serve Prometheus metrics on this address [default: off].

@@ -150,6 +150,7 @@ pub async fn run(
         service: service.clone(),
         snapshots: snapshots.clone(),
         admin_gid: settings.admin_gid,
+        owner_uid: nix::unistd::geteuid().as_raw(),
         clock: clock.clone(),
         metrics: metrics.clone(),
         refusals: Default::default(),

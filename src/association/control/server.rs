@@ -76,6 +76,10 @@ pub struct Control {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Members of this group may change the association too.
     pub admin_gid: Option<u32>,
+    /// The daemon's own user, who may change it as root may: a developer's
+    /// daemon run as themselves takes their own commands. (The packaged
+    /// service's dynamic user runs nothing else.)
+    pub owner_uid: u32,
     /// Clocks.
     pub clock: SharedClock,
     /// Metrics, read for the status.
@@ -101,7 +105,7 @@ pub struct Caller {
 
 impl Control {
     fn may_change(&self, caller: &Caller) -> bool {
-        if caller.uid == 0 {
+        if caller.uid == 0 || caller.uid == self.owner_uid {
             return true;
         }
         self.admin_gid
@@ -146,8 +150,9 @@ impl Control {
             return Response {
                 permission_denied: true,
                 ..Response::error(format!(
-                    "permission denied: {op} needs root or the admin group (caller uid {})",
-                    caller.uid
+                    "permission denied: {op} needs root or the admin group, or the daemon's own user \
+                     (caller uid {}, daemon uid {})",
+                    caller.uid, self.owner_uid
                 ))
             };
         }
