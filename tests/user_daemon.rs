@@ -128,3 +128,28 @@ fn a_users_own_daemon_takes_their_commands_and_is_found_without_flags() {
         "{out:?}"
     );
 }
+
+/// Under systemd with `ConfigurationDirectory=` (the user unit's
+/// `~/.config/hostrole`), the configuration is read from there, not from
+/// /etc/hostrole.
+#[test]
+fn the_configuration_comes_from_systemds_configuration_directory() {
+    let dir = temp_dir();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(
+        conf.join("hostrole.toml"),
+        "issuer = \"local\"\nrole-arn = \"arn:aws:iam::123456789012:role/from-user-config\"\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let d = start_daemon_env(
+        &state,
+        &[],
+        &[("CONFIGURATION_DIRECTORY", conf.to_str().unwrap())],
+    );
+    let t = token(d.addr, 60);
+    let list = get(d.addr, "/latest/meta-data/iam/security-credentials/", &t);
+    assert_eq!((list.status, list.body.as_str()), (200, "from-user-config"));
+}

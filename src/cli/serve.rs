@@ -16,7 +16,7 @@ fn absolute(p: &Option<PathBuf>) -> Option<PathBuf> {
 /// `hostrole serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Config file [default: /etc/hostrole/hostrole.toml, if it exists].
+    /// Config file [default: $CONFIGURATION_DIRECTORY/hostrole.toml under systemd, else /etc/hostrole/hostrole.toml; if it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on, repeatable [default: 127.0.0.1:1338].

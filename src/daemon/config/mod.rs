@@ -213,12 +213,22 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// The configuration file read when none is named: `hostrole.toml` in
+/// systemd's `CONFIGURATION_DIRECTORY` (the packaged service's
+/// `/etc/hostrole`, the user service's `~/.config/hostrole`), else
+/// [`DEFAULT_CONFIG_PATH`].
+pub fn default_config_path() -> PathBuf {
+    crate::daemon::paths::systemd_directory("CONFIGURATION_DIRECTORY")
+        .map(|d| d.join("hostrole.toml"))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
 /// Reads `explicit`, or the default path if it exists, or nothing.
 pub fn load_file(explicit: Option<&Path>) -> Result<(FileConfig, Option<PathBuf>), ConfigError> {
     let path = match explicit {
         Some(p) => p.to_owned(),
         None => {
-            let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+            let p = default_config_path();
             if !p.exists() {
                 return Ok((FileConfig::default(), None));
             }
