@@ -51,3 +51,48 @@ fn the_package_description_fits_one_line() {
     );
     assert!(!d.ends_with('.'), "a synopsis has no final full stop: {d}");
 }
+
+/// The README's configuration table says what hostrole.toml(5) says: both
+/// come from the key list the parser uses (`config::keys::KEYS`).
+#[test]
+fn the_readmes_configuration_table_is_the_key_list() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("| key | flag | default | meaning |")
+        .expect("the README has its configuration table");
+    let mut rows = Vec::new();
+    for line in readme[start..].lines().skip(2) {
+        if !line.starts_with("| `") {
+            break;
+        }
+        let cells: Vec<String> = line
+            .replace("\\|", "\u{1}")
+            .split('|')
+            .map(|c| c.trim().replace('`', "").replace('\u{1}', "|"))
+            .collect();
+        rows.push((
+            cells[1].clone(),
+            cells[2].clone(),
+            cells[3].clone(),
+            cells[4].clone(),
+        ));
+    }
+    let keys: Vec<(String, String, String, String)> = hostrole::daemon::config::keys::KEYS
+        .iter()
+        .map(|k| {
+            (
+                k.name.to_owned(),
+                k.flag.to_owned(),
+                k.default.to_owned(),
+                k.doc.to_owned(),
+            )
+        })
+        .collect();
+    for row in &rows {
+        assert!(keys.contains(row), "README row not in KEYS: {row:?}");
+    }
+    for key in &keys {
+        assert!(rows.contains(key), "KEYS entry not in the README: {key:?}");
+    }
+}

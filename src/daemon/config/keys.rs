@@ -10,6 +10,13 @@ pub struct Key {
     /// The key's name in the file (the flag has the same name, except
     /// `--session-duration`, `--allowed-uid` and `--allowed-gid`).
     pub name: &'static str,
+    /// Its flag, as `serve --help` shows it (empty: the file only).
+    pub flag: &'static str,
+    /// Its value when nothing sets it.
+    pub default: &'static str,
+    /// What it does (the README's configuration table and hostrole.toml(5)
+    /// say the same).
+    pub doc: &'static str,
     /// A reload applies it (the role), rather than the next start.
     pub live: bool,
     /// Its effective value, as printed.
@@ -35,16 +42,25 @@ fn ra(s: &Settings) -> Option<&super::RolesAnywhereConfig> {
 pub const KEYS: &[Key] = &[
     Key {
         name: "listen",
+        flag: "--listen ADDR:PORT (repeatable)",
+        default: "[\"127.0.0.1:1338\"]",
+        doc: "addresses to bind (ignored under socket activation)",
         live: false,
         show: |s| list(&s.listen),
     },
     Key {
         name: "role-arn",
+        flag: "--role-arn ARN",
+        default: "none",
+        doc: "the host's role; exactly one",
         live: true,
         show: |s| or_none(s.association.as_ref().map(|a| a.role.as_str())),
     },
     Key {
         name: "external-id",
+        flag: "--external-id ID",
+        default: "none",
+        doc: "sts:ExternalId for the role's trust policy",
         live: true,
         show: |s| {
             or_none(
@@ -56,11 +72,17 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "session-name",
+        flag: "--session-name NAME",
+        default: "the host name, sanitised",
+        doc: "RoleSessionName",
         live: true,
         show: |s| or_none(s.association.as_ref().map(|a| a.session_name.as_str())),
     },
     Key {
         name: "issuer",
+        flag: "--issuer sts|local|roles-anywhere",
+        default: "sts",
+        doc: "where credentials come from",
         live: false,
         show: |s| match s.issuer {
             IssuerKind::Sts => "sts".into(),
@@ -70,16 +92,25 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "certificate",
+        flag: "--certificate FILE",
+        default: "none",
+        doc: "roles-anywhere: the host's certificate (PEM; more certificates after it are its intermediates)",
         live: false,
         show: |s| or_none(ra(s).map(|r| r.paths.certificate.display())),
     },
     Key {
         name: "private-key",
+        flag: "--private-key FILE",
+        default: "none",
+        doc: "roles-anywhere: its private key (PEM, readable by its owner only)",
         live: false,
         show: |s| or_none(ra(s).map(|r| r.paths.private_key.display())),
     },
     Key {
         name: "certificate-chain",
+        flag: "--certificate-chain FILE",
+        default: "none",
+        doc: "roles-anywhere: intermediate certificates (PEM)",
         live: false,
         show: |s| {
             or_none(
@@ -91,26 +122,41 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "trust-anchor-arn",
+        flag: "--trust-anchor-arn ARN",
+        default: "none",
+        doc: "roles-anywhere: the trust anchor",
         live: false,
         show: |s| or_none(ra(s).map(|r| &r.trust_anchor_arn)),
     },
     Key {
         name: "profile-arn",
+        flag: "--profile-arn ARN",
+        default: "none",
+        doc: "roles-anywhere: the profile",
         live: false,
         show: |s| or_none(ra(s).map(|r| &r.profile_arn)),
     },
     Key {
         name: "roles-anywhere-endpoint",
+        flag: "--roles-anywhere-endpoint URL",
+        default: "https://rolesanywhere.REGION.amazonaws.com",
+        doc: "another Roles Anywhere endpoint",
         live: false,
         show: |s| or_none(ra(s).and_then(|r| r.endpoint.as_ref())),
     },
     Key {
         name: "session-duration-seconds",
+        flag: "--session-duration SECONDS",
+        default: "3600",
+        doc: "900–43200 for sts and roles-anywhere (the role's or profile's maximum applies), 60–43200 for local",
         live: false,
         show: |s| s.session_duration.as_secs().to_string(),
     },
     Key {
         name: "region",
+        flag: "--region REGION",
+        default: "AWS_REGION, then the AWS profile; us-east-1 for local",
+        doc: "region for STS and for IMDS answers",
         live: false,
         show: |s| {
             s.region
@@ -120,6 +166,9 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "availability-zone",
+        flag: "--availability-zone ZONE",
+        default: "<region>a",
+        doc: "zone reported by IMDS",
         live: false,
         show: |s| {
             s.availability_zone
@@ -129,21 +178,33 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "sts-endpoint",
+        flag: "--sts-endpoint URL",
+        default: "the regional endpoint",
+        doc: "another STS endpoint (moto, LocalStack, a VPC endpoint)",
         live: false,
         show: |s| or_none(s.sts_endpoint.as_deref()),
     },
     Key {
         name: "iam-endpoint",
+        flag: "",
+        default: "IAM's endpoint",
+        doc: "another IAM endpoint (moto, LocalStack) for revoke-sessions",
         live: false,
         show: |s| or_none(s.iam_endpoint.as_deref()),
     },
     Key {
         name: "revoke-sessions",
+        flag: "",
+        default: "false",
+        doc: "on removal, revoke the role's older sessions with IAM (needs issuer = \"sts\")",
         live: false,
         show: |s| s.revoke_sessions.to_string(),
     },
     Key {
         name: "imds-v1",
+        flag: "--imds-v1 allowed|disabled",
+        default: "disabled",
+        doc: "serve requests without a token",
         live: false,
         show: |s| {
             if s.imds_v1 {
@@ -155,11 +216,17 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "hop-limit",
+        flag: "--hop-limit N",
+        default: "1",
+        doc: "IP TTL (IPv6 hop limit) of a connection from the moment it is given a token, for the rest of its life: with 1, as on EC2, a token does not cross a router. With 1 a token also goes only to callers whose source address is this host's own, so a container on the host's own bridge gets 403; 2 lets both kinds of container have one",
         live: false,
         show: |s| s.hop_limit.to_string(),
     },
     Key {
         name: "allowed-uids",
+        flag: "--allowed-uid UID (repeatable)",
+        default: "everyone",
+        doc: "only these local users may read anything under meta-data/iam/ (others get 403, logged with uid and the caller's socket inode, at most 10 lines a second)",
         live: false,
         show: |s| {
             s.access
@@ -169,6 +236,9 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "allowed-gids",
+        flag: "--allowed-gid GID (repeatable)",
+        default: "everyone",
+        doc: "as allowed-uids, for members (primary or supplementary) of these groups",
         live: false,
         show: |s| {
             s.access
@@ -178,21 +248,33 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "admin-group",
+        flag: "",
+        default: "none",
+        doc: "group whose members may change the association, besides root",
         live: false,
         show: |s| or_none(s.admin_gid),
     },
     Key {
         name: "metrics-listen",
+        flag: "--metrics-listen ADDR:PORT",
+        default: "off",
+        doc: "serve Prometheus metrics at /metrics",
         live: false,
         show: |s| or_none(s.metrics_listen),
     },
     Key {
         name: "state-dir",
+        flag: "--state-dir DIR",
+        default: "$STATE_DIRECTORY (the packaged service: /var/lib/hostrole), else ~/.local/state/hostrole, root included: a daemon run by hand never shares the service's state",
+        doc: "token key, saved association, lock",
         live: false,
         show: |s| s.state_dir.display().to_string(),
     },
     Key {
         name: "control-socket",
+        flag: "--control-socket PATH",
+        default: "$RUNTIME_DIRECTORY/control.sock (the packaged service: /run/hostrole/control.sock), else $XDG_RUNTIME_DIR/hostrole/control.sock, else in the state directory",
+        doc: "the association commands' socket",
         live: false,
         show: |s| s.control_socket.display().to_string(),
     },
