@@ -8,32 +8,16 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::pki::{date, FakeRolesAnywhere, Issued, KeyType, Pki, PROFILE_ARN, TRUST_ANCHOR_ARN};
+use support::pki::{
+    self, date, FakeRolesAnywhere, Issued, KeyType, Pki, PROFILE_ARN, TRUST_ANCHOR_ARN,
+};
 use support::*;
 
-/// `serve` arguments for the issuer with `cert` and `key`.
+/// `serve` arguments for the issuer at the fake with `cert` and `key`.
 fn ra_args(fake: &FakeRolesAnywhere, cert: &Path, key: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--issuer",
-        "roles-anywhere",
-        "--role-arn",
-        ROLE_ARN,
-        "--certificate",
-        cert.to_str().unwrap(),
-        "--private-key",
-        key.to_str().unwrap(),
-        "--trust-anchor-arn",
-        TRUST_ANCHOR_ARN,
-        "--profile-arn",
-        PROFILE_ARN,
-        "--roles-anywhere-endpoint",
-        &fake.url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut a = pki::ra_args(&fake.url, cert, key);
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
@@ -48,24 +32,6 @@ fn served(d: &Daemon) -> serde_json::Value {
     wait_served(d, Duration::from_secs(15))
 }
 
-/// Waits until the daemon's status names `needle` as its last error.
-fn last_error(dir: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = client(dir, &["status", "--json"]);
-        let s = String::from_utf8_lossy(&out.stdout).to_string();
-        if s.contains(needle) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no {needle:?} in status: {s}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn leaf(pki: &Pki, ca: &Issued, name: &str, kind: KeyType, serial: &str) -> Issued {
-    pki.issue(name, ca, kind, serial, &date(-1), &date(30), false)
-}
-
 #[test]
 fn each_key_type_and_pem_form_gets_the_roles_credentials() {
     let dir = temp_dir();
@@ -73,15 +39,9 @@ fn each_key_type_and_pem_form_gets_the_roles_credentials() {
     let ca = pki.root("anchor", KeyType::Rsa2048);
     let fake = FakeRolesAnywhere::start(dir.path(), &[&ca.cert], &[]);
     // A serial wider than 64 bits: the Credential must carry it in decimal.
-    let rsa = leaf(
-        &pki,
-        &ca,
-        "rsa",
-        KeyType::Rsa2048,
-        "7F3A5B7C9D0E11223344556677",
-    );
-    let p256 = leaf(&pki, &ca, "p256", KeyType::P256, "0B");
-    let p384 = leaf(&pki, &ca, "p384", KeyType::P384, "0C");
+    let rsa = pki.leaf("rsa", &ca, KeyType::Rsa2048, "7F3A5B7C9D0E11223344556677");
+    let p256 = pki.leaf("p256", &ca, KeyType::P256, "0B");
+    let p384 = pki.leaf("p384", &ca, KeyType::P384, "0C");
     let cases = [
         (&rsa.cert, rsa.key.clone(), "AWS4-X509-RSA-SHA256"),
         (&rsa.cert, pki.traditional(&rsa.key), "AWS4-X509-RSA-SHA256"),
@@ -148,7 +108,7 @@ fn a_chain_through_an_intermediate_is_sent_signed_and_verified() {
         &date(30),
         true,
     );
-    let host = leaf(&pki, &mid, "host", KeyType::P256, "11");
+    let host = pki.leaf("host", &mid, KeyType::P256, "11");
     let fake = FakeRolesAnywhere::start(dir.path(), &[&root.cert], &[]);
 
     // The chain in its own file.
@@ -183,7 +143,7 @@ fn a_chain_through_an_intermediate_is_sent_signed_and_verified() {
     let state = dir.path().join("c");
     std::fs::create_dir(&state).unwrap();
     let d = start(&state, &ra_args(&fake, &host.cert, &host.key, &[]));
-    last_error(&state, "Untrusted certificate");
+    wait_status(&state, "Untrusted certificate", Duration::from_secs(15));
     assert_eq!(demo_credentials(&d).status, 404);
     let calls = fake.calls();
     assert_eq!(
@@ -199,8 +159,8 @@ fn a_certificate_renewed_on_disk_signs_the_next_session_without_a_restart() {
     let pki = Pki::new(dir.path());
     let ca = pki.root("anchor", KeyType::P256);
     let fake = FakeRolesAnywhere::start(dir.path(), &[&ca.cert], &[]);
-    let old = leaf(&pki, &ca, "old", KeyType::P256, "0100");
-    let new = leaf(&pki, &ca, "new", KeyType::Rsa2048, "0200");
+    let old = pki.leaf("old", &ca, KeyType::P256, "0100");
+    let new = pki.leaf("new", &ca, KeyType::Rsa2048, "0200");
     let cert = dir.path().join("host.pem");
     let key = dir.path().join("host.key");
     let install = |from: &Issued| {
@@ -238,7 +198,7 @@ fn a_certificate_or_key_that_cannot_be_used_is_a_clear_error_naming_the_file() {
     let ca = pki.root("anchor", KeyType::P256);
     let other_ca = pki.root("stranger", KeyType::P256);
     let fake = FakeRolesAnywhere::start(dir.path(), &[&ca.cert], &[]);
-    let good = leaf(&pki, &ca, "good", KeyType::P256, "01");
+    let good = pki.leaf("good", &ca, KeyType::P256, "01");
     let expired = pki.issue(
         "expired",
         &ca,
@@ -257,7 +217,7 @@ fn a_certificate_or_key_that_cannot_be_used_is_a_clear_error_naming_the_file() {
         &date(30),
         false,
     );
-    let foreign = leaf(&pki, &other_ca, "foreign", KeyType::P256, "04");
+    let foreign = pki.leaf("foreign", &other_ca, KeyType::P256, "04");
     let open_key = dir.path().join("open.key");
     std::fs::copy(&good.key, &open_key).unwrap();
     std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -290,7 +250,7 @@ fn a_certificate_or_key_that_cannot_be_used_is_a_clear_error_naming_the_file() {
         let state = dir.path().join(format!("s{i}"));
         std::fs::create_dir(&state).unwrap();
         let d = start(&state, &ra_args(&fake, cert, key, &[]));
-        let status = last_error(&state, problem);
+        let status = wait_status(&state, problem, Duration::from_secs(15));
         if *problem != "Untrusted certificate" {
             let named = if problem.contains("private key") || problem.contains("accessible") {
                 key
@@ -317,7 +277,7 @@ fn the_endpoints_failures_are_classified_and_nothing_empty_is_served() {
     let dir = temp_dir();
     let pki = Pki::new(dir.path());
     let ca = pki.root("anchor", KeyType::P256);
-    let host = leaf(&pki, &ca, "host", KeyType::P256, "01");
+    let host = pki.leaf("host", &ca, KeyType::P256, "01");
     for (mode, problem) in [
         ("error", "HTTP 500 InternalServerException"),
         ("throttle", "HTTP 429 ThrottlingException"),
@@ -330,7 +290,7 @@ fn the_endpoints_failures_are_classified_and_nothing_empty_is_served() {
         let state = sub.join("state");
         std::fs::create_dir(&state).unwrap();
         let d = start(&state, &ra_args(&fake, &host.cert, &host.key, &[]));
-        last_error(&state, problem);
+        wait_status(&state, problem, Duration::from_secs(15));
         let r = demo_credentials(&d);
         assert_eq!(r.status, 404, "{mode}: {r:?}");
         // A transient failure is retried soon and recovers by itself.
@@ -352,7 +312,7 @@ fn the_fake_accepts_an_independent_client_refuses_a_tampered_signature_and_serve
     let ca = pki.root("anchor", KeyType::Rsa2048);
     let tls_ca = pki.root("tls", KeyType::P256);
     let tls = pki.server("fake", &tls_ca);
-    let host = leaf(&pki, &ca, "host", KeyType::P256, "2A");
+    let host = pki.leaf("host", &ca, KeyType::P256, "2A");
     let (fake, https) = FakeRolesAnywhere::start_https(dir.path(), &[&ca.cert], &tls);
     let port = https.rsplit(':').next().unwrap().to_owned();
     let script = r#"

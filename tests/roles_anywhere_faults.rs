@@ -12,29 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hostrole::clock::rfc3339_seconds;
-use support::pki::{date, FakeRolesAnywhere, Issued, KeyType, Pki, PROFILE_ARN, TRUST_ANCHOR_ARN};
+use support::pki::{self, FakeRolesAnywhere, Issued, KeyType, Pki};
 use support::*;
 
 fn ra_args(endpoint: &str, host: &Issued) -> Vec<String> {
-    [
-        "--issuer",
-        "roles-anywhere",
-        "--role-arn",
-        ROLE_ARN,
-        "--certificate",
-        host.cert.to_str().unwrap(),
-        "--private-key",
-        host.key.to_str().unwrap(),
-        "--trust-anchor-arn",
-        TRUST_ANCHOR_ARN,
-        "--profile-arn",
-        PROFILE_ARN,
-        "--roles-anywhere-endpoint",
-        endpoint,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    pki::ra_args(endpoint, &host.cert, &host.key)
 }
 
 fn start(state: &Path, args: &[String], env: &[(&str, &str)]) -> Daemon {
@@ -42,36 +24,10 @@ fn start(state: &Path, args: &[String], env: &[(&str, &str)]) -> Daemon {
     start_daemon_env(state, &args, env)
 }
 
-fn status_json(state: &Path) -> serde_json::Value {
-    let out = client(state, &["status", "--json"]);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn wait_status(state: &Path, needle: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = status_json(state).to_string();
-        if s.contains(needle) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no {needle:?} in status: {s}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn pki_with_host(dir: &Path) -> (Pki, Issued, Issued) {
     let pki = Pki::new(dir);
     let ca = pki.root("anchor", KeyType::P256);
-    let host = pki.issue(
-        "host",
-        &ca,
-        KeyType::P256,
-        "01",
-        &date(-1),
-        &date(30),
-        false,
-    );
+    let host = pki.leaf("host", &ca, KeyType::P256, "01");
     (pki, ca, host)
 }
 

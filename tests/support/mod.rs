@@ -401,6 +401,27 @@ pub fn wait_served(d: &Daemon, within: Duration) -> serde_json::Value {
     }
 }
 
+/// `hostrole status --json` of the daemon on `state_dir`.
+pub fn status_json(state_dir: &Path) -> serde_json::Value {
+    let out = client(state_dir, &["status", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits `within` for the status of the daemon on `state_dir` to contain
+/// `needle`; the status, as JSON text.
+pub fn wait_status(state_dir: &Path, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = status_json(state_dir).to_string();
+        if s.contains(needle) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no {needle:?} in status: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A fresh temporary directory.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()

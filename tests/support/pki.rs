@@ -155,6 +155,12 @@ impl Pki {
         )
     }
 
+    /// A host certificate for a new key of `kind`, signed by `issuer`,
+    /// valid from yesterday for 30 days.
+    pub fn leaf(&self, name: &str, issuer: &Issued, kind: KeyType, serial: &str) -> Issued {
+        self.issue(name, issuer, kind, serial, &date(-1), &date(30), false)
+    }
+
     /// A TLS server certificate for 127.0.0.1.
     pub fn server(&self, name: &str, issuer: &Issued) -> Issued {
         self.issue_with(
@@ -253,6 +259,30 @@ pub const TRUST_ANCHOR_ARN: &str =
 /// The profile.
 pub const PROFILE_ARN: &str =
     "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/1a2b3c4d-5e6f-7a8b-9c0d-e1f2a3b4c5d6";
+
+/// `serve` arguments for the roles-anywhere issuer at `endpoint` with the
+/// demo role, the fake's trust anchor and profile, and `cert` and `key`.
+pub fn ra_args(endpoint: &str, cert: &Path, key: &Path) -> Vec<String> {
+    [
+        "--issuer",
+        "roles-anywhere",
+        "--role-arn",
+        super::ROLE_ARN,
+        "--certificate",
+        cert.to_str().unwrap(),
+        "--private-key",
+        key.to_str().unwrap(),
+        "--trust-anchor-arn",
+        TRUST_ANCHOR_ARN,
+        "--profile-arn",
+        PROFILE_ARN,
+        "--roles-anywhere-endpoint",
+        endpoint,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
 
 /// The verifying fake Roles Anywhere endpoint, stopped on drop.
 pub struct FakeRolesAnywhere {
