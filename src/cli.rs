@@ -1,6 +1,6 @@
 //! The command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -151,8 +151,8 @@ fn socket_path(args: &ClientArgs) -> PathBuf {
         .unwrap_or_else(crate::daemon::paths::client_socket_path)
 }
 
-fn call(request: &control::Request, args: &ClientArgs) -> Result<control::Response, ExitCode> {
-    let response = control::client::call(&socket_path(args), request).map_err(|e| match e {
+fn call(request: &control::Request, socket: &Path) -> Result<control::Response, ExitCode> {
+    let response = control::client::call(socket, request).map_err(|e| match e {
         control::client::ClientError::Connect { .. } => fail(EX_UNAVAILABLE, e),
         _ => fail(EX_SOFTWARE, e),
     })?;
@@ -166,7 +166,7 @@ fn call(request: &control::Request, args: &ClientArgs) -> Result<control::Respon
 }
 
 fn change(request: control::Request, args: &ClientArgs) -> ExitCode {
-    match call(&request, args) {
+    match call(&request, &socket_path(args)) {
         Ok(response) => {
             if let Some(w) = &response.warning {
                 eprintln!("hostrole: warning: {w}");
@@ -179,8 +179,9 @@ fn change(request: control::Request, args: &ClientArgs) -> ExitCode {
 }
 
 fn status(args: &StatusArgs) -> ExitCode {
+    // Looked up once: the socket named is the one that answered.
     let socket = socket_path(&args.client);
-    let response = match call(&control::Request::Status, &args.client) {
+    let response = match call(&control::Request::Status, &socket) {
         Ok(r) => r,
         Err(code) => return code,
     };
