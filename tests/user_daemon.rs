@@ -68,6 +68,8 @@ fn a_users_own_daemon_takes_their_commands_and_is_found_without_flags() {
     let env = [
         ("HOME", home.to_str().unwrap()),
         ("XDG_RUNTIME_DIR", runtime.to_str().unwrap()),
+        // Set but empty, as some session managers leave it: ignored.
+        ("XDG_STATE_HOME", ""),
         ("PATH", "/usr/bin:/bin"),
     ];
     let daemon = Killed(
