@@ -45,9 +45,10 @@ MODES = ("ok", "throttle", "denied", "error", "slow", "empty")
 
 
 class Refused(Exception):
-    def __init__(self, status, kind, message):
+    def __init__(self, status, kind, message, retry_after=None):
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
+        self.retry_after = retry_after
 
 
 def uri_encode(s):
@@ -222,7 +223,7 @@ class Fake:
                 raise Refused(400, "ValidationException", "durationSeconds out of range")
             mode = self.mode
             if mode == "throttle":
-                raise Refused(429, "ThrottlingException", "Rate exceeded")
+                raise Refused(429, "ThrottlingException", "Rate exceeded", retry_after="41")
             if mode == "denied":
                 raise Refused(403, "AccessDeniedException", "Unable to assume role for the given profile")
             if mode == "error":
@@ -253,7 +254,7 @@ class Fake:
         except Refused as r:
             entry.update(outcome="refused", status=r.status, error=r.message)
             self.record(entry)
-            handler.answer(r.status, {"message": r.message}, error_type=r.kind)
+            handler.answer(r.status, {"message": r.message}, error_type=r.kind, retry_after=r.retry_after)
 
 
 def make_handler(fake):
@@ -263,13 +264,15 @@ def make_handler(fake):
         def log_message(self, *args):
             pass
 
-        def answer(self, status, doc, error_type=None):
+        def answer(self, status, doc, error_type=None, retry_after=None):
             data = json.dumps(doc).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             if error_type:
                 self.send_header("x-amzn-ErrorType", error_type)
+            if retry_after:
+                self.send_header("Retry-After", retry_after)
             self.end_headers()
             self.wfile.write(data)
 

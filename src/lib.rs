@@ -12,11 +12,13 @@
 //!   socket that drives it, and the state file that keeps it;
 //! - [`daemon`]: configuration, paths, exit codes, systemd, and the wiring
 //!   of all the above; [`cli`] is the command line over it.
-//! - [`net`], [`metrics`], [`clock`], [`logbudget`]: shared plumbing.
+//! - [`net`], [`metrics`], [`clock`], [`logbudget`], [`atomicfile`]: shared
+//!   plumbing.
 
 #![warn(missing_docs)]
 
 pub mod association;
+pub mod atomicfile;
 pub mod cli;
 pub mod clock;
 pub mod credentials;

@@ -27,6 +27,8 @@ enum Mode {
     Reset,
     /// Credentials for 15 minutes, after this long.
     Slow { delay_ms: u64 },
+    /// 400 Throttling with this `Retry-After` header.
+    Throttled { retry_after: &'static str },
 }
 
 struct FakeSts {
@@ -119,8 +121,16 @@ fn serve(
             mode = Mode::Ok { expires_in_s: 900 };
         }
         in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut extra = String::new();
+        if let Mode::Throttled { retry_after } = mode {
+            extra = format!("Retry-After: {retry_after}\r\n");
+            mode = Mode::Error {
+                status: 400,
+                code: "Throttling",
+            };
+        }
         let (status, xml) = match mode {
-            Mode::Slow { .. } => unreachable!("replaced above"),
+            Mode::Slow { .. } | Mode::Throttled { .. } => unreachable!("replaced above"),
             Mode::Ok { expires_in_s } => {
                 let exp = if expires_in_s >= 0 {
                     SystemTime::now() + Duration::from_secs(expires_in_s as u64)
@@ -150,7 +160,7 @@ fn serve(
             }
         };
         let head = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\n{extra}Content-Length: {}\r\n\r\n",
             xml.len()
         );
         if stream.write_all(head.as_bytes()).is_err() || stream.write_all(xml.as_bytes()).is_err() {
@@ -396,4 +406,84 @@ fn a_slow_sts_holds_up_no_request_and_never_has_two_calls_in_flight() {
     until_served(&d, Duration::from_secs(10));
     assert_eq!(sts.max_in_flight.load(Ordering::SeqCst), 1);
     assert_eq!(sts.calls(), 1, "one AssumeRole for the first credentials");
+}
+
+#[test]
+fn a_restart_serves_the_same_key_with_exactly_one_assume_role_across_both_runs() {
+    let sts = FakeSts::start(Mode::Ok { expires_in_s: 3600 });
+    let dir = temp_dir();
+    let d = daemon_on(&sts, dir.path());
+    let first = wait_served(&d, Duration::from_secs(10));
+    let kept = dir.path().join("credentials.json");
+    let written = Instant::now();
+    while !kept.exists() && written.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kept).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+
+    let d = daemon_on(&sts, dir.path());
+    let again = wait_served(&d, Duration::from_secs(10));
+    assert_eq!(again["AccessKeyId"], first["AccessKeyId"]);
+    assert_eq!(again["Token"], first["Token"]);
+    assert_eq!(again["Expiration"], first["Expiration"]);
+    assert_eq!(sts.calls(), 1, "the restart called STS:\n{}", d.log());
+    assert!(d
+        .log()
+        .contains("serving the credentials kept from the last run"));
+
+    // Removing the role removes the kept copy: the next start serves nothing.
+    let out = client(dir.path(), &["disassociate"]);
+    assert!(out.status.success(), "{out:?}");
+    let removed = Instant::now();
+    while kept.exists() && removed.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!kept.exists(), "kept credentials outlived the role");
+    // A start with the role configured again gets new credentials from
+    // STS, not the removed ones.
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let d = daemon_on(&sts, dir.path());
+    let fresh = wait_served(&d, Duration::from_secs(10));
+    assert_ne!(fresh["AccessKeyId"], first["AccessKeyId"]);
+    assert_eq!(sts.calls(), 2);
+}
+
+#[test]
+fn with_persist_credentials_false_nothing_is_kept_and_a_restart_calls_sts() {
+    let sts = FakeSts::start(Mode::Ok { expires_in_s: 3600 });
+    let dir = temp_dir();
+    let cfg = dir.path().join("hostrole.toml");
+    std::fs::write(&cfg, "persist-credentials = false\n").unwrap();
+    let config = cfg.display().to_string();
+    let start = || {
+        start_daemon_with_base_credentials(
+            dir.path(),
+            &[&sts_args(&sts.url(), true)[..], &["--config", &config]].concat(),
+        )
+    };
+    let d = start();
+    let first = wait_served(&d, Duration::from_secs(10));
+    assert!(!dir.path().join("credentials.json").exists());
+    drop(d.stop());
+    let d = start();
+    let again = wait_served(&d, Duration::from_secs(10));
+    assert_ne!(again["AccessKeyId"], first["AccessKeyId"]);
+    assert_eq!(sts.calls(), 2);
+}
+
+#[test]
+fn a_retry_after_from_sts_is_obeyed() {
+    let sts = FakeSts::start(Mode::Throttled { retry_after: "37" });
+    let dir = temp_dir();
+    let d = daemon_on(&sts, dir.path());
+    let line = failure_line(&d);
+    assert!(line.contains("\"kind\":\"Throttled\""), "{line}");
+    assert!(line.contains("\"retry_after_s\":37"), "{line}");
+    // The backoff alone would retry within 10 s.
+    assert_eq!(retry_in(&line), 37, "{line}");
 }

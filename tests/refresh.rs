@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use hostrole::clock::{Clock, ManualClock};
 use hostrole::credentials::issuer::{CredentialSource, FetchError, FetchFuture};
-use hostrole::credentials::refresh::{self, RefresherHandle, Snapshot};
+use hostrole::credentials::refresh::{self, CredentialStore, RefresherHandle, Snapshot};
 use hostrole::credentials::Credentials;
 use hostrole::role::{Association, RoleArn};
 use tokio::sync::watch;
@@ -125,7 +125,8 @@ struct Harness {
     source: Arc<Scripted>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     handle: RefresherHandle,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Harness {
@@ -155,9 +156,23 @@ impl Harness {
     ) -> Harness {
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
         let source = Scripted::new(clock.clone(), plan);
+        let options = refresh::Options {
+            jitter,
+            ..Default::default()
+        };
+        Self::start_on(clock, source, assoc, options)
+    }
+
+    /// A refresher on `clock` calling `source`, with `options`.
+    fn start_on(
+        clock: Arc<ManualClock>,
+        source: Arc<Scripted>,
+        assoc: Option<Association>,
+        options: refresh::Options,
+    ) -> Harness {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (snapshots, handle, _task) =
-            refresh::spawn_with_jitter(source.clone(), assoc, clock.clone(), jitter, async move {
+        let (snapshots, handle, task) =
+            refresh::spawn(source.clone(), assoc, clock.clone(), options, async move {
                 let _ = stopped.await;
             });
         Harness {
@@ -165,8 +180,16 @@ impl Harness {
             source,
             snapshots,
             handle,
-            _stop: stop,
+            task,
+            stop,
         }
+    }
+
+    /// Stops the refresher as a daemon's shutdown does, and waits for it.
+    async fn shut_down(self) -> (Arc<ManualClock>, Arc<Scripted>) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+        (self.clock, self.source)
     }
 
     /// The credentials a request would be served right now.
@@ -567,4 +590,273 @@ async fn transient_retries_wait_exactly_half_to_all_of_the_doubling_delay() {
             );
         }
     }
+}
+
+/// Options with every jitter draw fixed at `draw`, keeping credentials in
+/// `store`.
+fn keeping(draw: f64, store: &CredentialStore) -> refresh::Options {
+    refresh::Options {
+        jitter: Box::new(move || draw),
+        store: Some(store.clone()),
+        ..Default::default()
+    }
+}
+
+/// Waits (in real time: the writer works on a blocking thread) until the
+/// kept file's presence is `present`.
+async fn wait_kept(store: &CredentialStore, present: bool) {
+    for _ in 0..500 {
+        if store.path().exists() == present {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        tokio::task::yield_now().await;
+    }
+    panic!(
+        "{} still {}",
+        store.path().display(),
+        if present { "absent" } else { "present" }
+    );
+}
+
+fn kept_key(store: &CredentialStore, assoc: &Association) -> String {
+    store
+        .load(assoc)
+        .unwrap()
+        .unwrap()
+        .credentials
+        .access_key_id
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_serves_the_kept_credentials_and_calls_only_at_the_planned_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CredentialStore::new(dir.path(), "scripted");
+    let start = tokio::time::Instant::now();
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    let source = Scripted::new(clock.clone(), |_, _| Step::Ok(HOUR));
+    let demo = association("demo");
+    let h = Harness::start_on(clock, source, Some(demo.clone()), keeping(0.0, &store));
+    tokio::time::sleep(SEC).await;
+    let first = h.served_key().unwrap();
+    until(start, 10 * MIN).await;
+    let (clock, source) = h.shut_down().await;
+    assert_eq!(kept_key(&store, &demo), first);
+
+    // The next run serves the same key at once, without a call...
+    let h = Harness::start_on(clock, source, Some(demo.clone()), keeping(0.0, &store));
+    tokio::time::sleep(SEC).await;
+    assert_eq!(h.served_key().as_deref(), Some(first.as_str()));
+    assert_eq!(h.source.calls(), 1, "a restart cost a call");
+    assert_eq!(h.snapshot().fetches, 0);
+    // ...and calls when the first run had planned to: at half the session.
+    until(start, 30 * MIN - 2 * SEC).await;
+    assert_eq!(h.source.calls(), 1);
+    until(start, 30 * MIN + 2 * SEC).await;
+    assert_eq!(h.source.calls(), 2);
+    let second = h.served_key().unwrap();
+    assert_ne!(second, first);
+    let (_, _) = h.shut_down().await;
+    assert_eq!(kept_key(&store, &demo), second);
+}
+
+#[tokio::test(start_paused = true)]
+async fn kept_credentials_of_another_role_or_too_close_to_expiry_are_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CredentialStore::new(dir.path(), "scripted");
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let kept = |role: &str, issued_ago: Duration| {
+        let c = Credentials {
+            access_key_id: "ASIAKEPTKEPTKEPTKEPT".into(),
+            secret_access_key: Zeroizing::new("kept".into()),
+            session_token: Zeroizing::new("kept".into()),
+            expiration: wall - issued_ago + HOUR,
+            last_updated: wall - issued_ago,
+        };
+        store.store(&association(role), &c, wall + MIN).unwrap();
+    };
+    // Another role's; then the right role's with 20 minutes left, within
+    // the 30-minute lead of a 1 h session; then 31 minutes left: served.
+    for (role, issued_ago, served) in [
+        ("other", 10 * MIN, false),
+        ("demo", 40 * MIN, false),
+        ("demo", 29 * MIN, true),
+    ] {
+        kept(role, issued_ago);
+        let clock = ManualClock::new(wall);
+        let source = Scripted::new(clock.clone(), |_, _| {
+            Step::Slow(5 * SEC, Box::new(Step::Ok(HOUR)))
+        });
+        let h = Harness::start_on(
+            clock,
+            source,
+            Some(association("demo")),
+            keeping(0.0, &store),
+        );
+        tokio::time::sleep(SEC).await;
+        assert_eq!(
+            h.served_key().as_deref() == Some("ASIAKEPTKEPTKEPTKEPT"),
+            served,
+            "{role}, issued {issued_ago:?} ago"
+        );
+        assert_eq!(h.source.calls(), u64::from(!served));
+        if !served {
+            // Removed at once, replaced by the fresh ones once fetched.
+            wait_kept(&store, false).await;
+            tokio::time::sleep(10 * SEC).await;
+            wait_kept(&store, true).await;
+            assert_ne!(
+                kept_key(&store, &association("demo")),
+                "ASIAKEPTKEPTKEPTKEPT"
+            );
+        }
+        h.shut_down().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn removal_replacement_a_fatal_error_and_expiry_each_wipe_the_kept_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CredentialStore::new(dir.path(), "scripted");
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    let source = Scripted::new(clock.clone(), |_, a| match a.role.name() {
+        "denied" => Step::Fail(FetchError::fatal("AccessDenied")),
+        "flaky" => Step::Fail(FetchError::transient("HTTP 503")),
+        _ => Step::Ok(HOUR),
+    });
+    let h = Harness::start_on(
+        clock,
+        source,
+        Some(association("demo")),
+        keeping(0.0, &store),
+    );
+    tokio::time::sleep(SEC).await;
+    wait_kept(&store, true).await;
+    h.handle.set_association(None).await.unwrap();
+    wait_kept(&store, false).await;
+
+    h.handle
+        .set_association(Some(association("demo")))
+        .await
+        .unwrap();
+    tokio::time::sleep(SEC).await;
+    wait_kept(&store, true).await;
+    h.handle
+        .set_association(Some(association("other")))
+        .await
+        .unwrap();
+    tokio::time::sleep(SEC).await;
+    wait_kept(&store, true).await;
+    assert!(store.load(&association("other")).unwrap().is_some());
+    assert!(
+        store.load(&association("demo")).is_err(),
+        "the old role's are gone"
+    );
+    h.shut_down().await;
+
+    // A fatal answer at the refresh withdraws the kept copy too.
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    let source = Scripted::new(clock.clone(), |n, _| match n {
+        1 => Step::Ok(HOUR),
+        _ => Step::Fail(FetchError::fatal("AccessDenied")),
+    });
+    let h = Harness::start_on(
+        clock,
+        source,
+        Some(association("demo")),
+        keeping(0.0, &store),
+    );
+    tokio::time::sleep(SEC).await;
+    wait_kept(&store, true).await;
+    tokio::time::sleep(31 * MIN).await;
+    assert!(h.served_key().is_none());
+    wait_kept(&store, false).await;
+    h.shut_down().await;
+
+    // Credentials that expire while the issuer fails are removed with them.
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    let source = Scripted::new(clock.clone(), |n, _| match n {
+        1 => Step::Ok(HOUR),
+        _ => Step::Fail(FetchError::transient("HTTP 503")),
+    });
+    let h = Harness::start_on(
+        clock,
+        source,
+        Some(association("demo")),
+        keeping(0.0, &store),
+    );
+    tokio::time::sleep(SEC).await;
+    wait_kept(&store, true).await;
+    tokio::time::sleep(59 * MIN).await;
+    assert!(store.path().exists(), "kept while still served");
+    tokio::time::sleep(2 * MIN).await;
+    assert!(h.served_key().is_none());
+    wait_kept(&store, false).await;
+    h.shut_down().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_is_obeyed_over_the_backoff_up_to_an_hour() {
+    for (asked, wait) in [(20 * MIN, 20 * MIN), (10 * HOUR, HOUR)] {
+        let start = tokio::time::Instant::now();
+        let h = Harness::start_drawing(0.0, move |n, _| match n {
+            1 => Step::Ok(2 * HOUR),
+            2 => Step::Fail(FetchError::throttled("Rate exceeded").with_retry_after(Some(asked))),
+            _ => Step::Ok(2 * HOUR),
+        });
+        // The refresh is at 60 minutes; the backoff alone would retry
+        // within 10 s.
+        until(start, HOUR + SEC).await;
+        assert_eq!(h.source.calls(), 2);
+        until(start, HOUR + wait - SEC).await;
+        assert_eq!(h.source.calls(), 2, "asked {asked:?}: retried early");
+        until(start, HOUR + wait + SEC).await;
+        assert_eq!(h.source.calls(), 3, "asked {asked:?}: not retried");
+        assert!(h.served_key().is_some());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_call_budget_holds_when_the_issuer_answers_with_one_second_credentials() {
+    let budgeted = |budget: Option<refresh::CallBudget>| {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+        let source = Scripted::new(clock.clone(), |_, _| Step::Ok(SEC));
+        let options = refresh::Options {
+            budget,
+            ..Default::default()
+        };
+        Harness::start_on(clock, source, Some(association("demo")), options)
+    };
+    let with = budgeted(Some(refresh::CallBudget::default()));
+    let without = budgeted(None);
+    tokio::time::sleep(10 * MIN).await;
+    let (w, wo) = (with.source.calls(), without.source.calls());
+    // A burst of 10, then one per 12 s.
+    assert!(w <= 10 + 50, "{w} calls in 10 minutes with the budget");
+    assert!(w >= 50, "{w} calls: the budget starved the refresher");
+    assert!(wo > 500, "{wo} calls without the budget");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_refresh_is_moved_by_the_hosts_place_in_the_fleet_and_then_keeps_its_period() {
+    let start = tokio::time::Instant::now();
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    let source = Scripted::new(clock.clone(), |_, _| Step::Ok(12 * HOUR));
+    let options = refresh::Options {
+        jitter: Box::new(|| 0.0),
+        fleet_draw: 0.5,
+        ..Default::default()
+    };
+    let h = Harness::start_on(clock, source, Some(association("demo")), options);
+    // Lead 6 h; half of 90% of it is 162 minutes earlier: at 198 minutes.
+    let first = 198 * MIN;
+    until(start, first - SEC).await;
+    assert_eq!(h.source.calls(), 1);
+    until(start, first + SEC).await;
+    assert_eq!(h.source.calls(), 2);
+    // Then every 6 hours, from there.
+    until(start, first + 6 * HOUR - SEC).await;
+    assert_eq!(h.source.calls(), 2);
+    until(start, first + 6 * HOUR + SEC).await;
+    assert_eq!(h.source.calls(), 3);
 }

@@ -293,6 +293,14 @@ fn the_endpoints_failures_are_classified_and_nothing_empty_is_served() {
         wait_status(&state, problem, Duration::from_secs(15));
         let r = demo_credentials(&d);
         assert_eq!(r.status, 404, "{mode}: {r:?}");
+        // The fake's Retry-After (41 s) is obeyed over the 5-10 s backoff.
+        if mode == "throttle" {
+            assert!(
+                d.wait_for_log("\"retry_in_s\":41", Duration::from_secs(5)),
+                "{}",
+                d.log()
+            );
+        }
         // A transient failure is retried soon and recovers by itself.
         if mode == "error" || mode == "empty" {
             fake.set_mode("ok");

@@ -1,8 +1,7 @@
 //! Persistent state: the host's association and the one-daemon lock.
 //!
-//! The association is written atomically (temporary file, fsync, rename,
-//! fsync of the directory) so that a crash or a full disk never leaves a
-//! file that cannot be read. A file that cannot be read is an error that
+//! The association is written atomically ([`atomicfile`]) so that a crash
+//! or a full disk never leaves a file that cannot be read. A file that cannot be read is an error that
 //! names it; it is never silently replaced.
 
 use std::fs::{self, File, OpenOptions};
@@ -13,6 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::atomicfile;
 use crate::role::Association;
 
 /// File holding the association, inside the state directory.
@@ -95,17 +95,8 @@ pub fn load_association(dir: &Path) -> Result<Option<Association>, StateError> {
 
 /// Persists the association (or its absence) atomically.
 pub fn store_association(dir: &Path, association: Option<&Association>) -> Result<(), StateError> {
-    let path = dir.join(ASSOCIATION_FILE);
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| StateError::Io { path, source }
-    };
-    match association {
-        None => match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err(&path)(e)),
-        },
+    let result = match association {
+        None => atomicfile::remove(dir, ASSOCIATION_FILE),
         Some(a) => {
             let stored = Stored {
                 version: FORMAT_VERSION,
@@ -115,28 +106,13 @@ pub fn store_association(dir: &Path, association: Option<&Association>) -> Resul
             };
             let mut body = serde_json::to_vec_pretty(&stored).expect("plain data serializes");
             body.push(b'\n');
-            let tmp = dir.join(format!(".{ASSOCIATION_FILE}.tmp"));
-            let result = (|| {
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)?;
-                f.write_all(&body)?;
-                f.sync_all()?;
-                fs::rename(&tmp, &path)
-            })();
-            if let Err(e) = result {
-                let _ = fs::remove_file(&tmp);
-                return Err(io_err(&path)(e));
-            }
+            atomicfile::write_private(dir, ASSOCIATION_FILE, &body)
         }
-    }
-    // Make the rename or removal itself durable.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    };
+    result.map_err(|source| StateError::Io {
+        path: dir.join(ASSOCIATION_FILE),
+        source,
+    })
 }
 
 /// The held one-daemon-per-host lock; released when dropped.

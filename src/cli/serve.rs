@@ -150,6 +150,7 @@ impl ServeArgs {
             // Set in the config file only.
             admin_group: None,
             revoke_sessions: None,
+            persist_credentials: None,
             iam_endpoint: None,
         })
     }

@@ -8,6 +8,7 @@
 //! place of the secret key and session token.
 
 pub mod issuer;
+pub mod persist;
 pub mod refresh;
 pub mod revoke;
 pub mod schedule;

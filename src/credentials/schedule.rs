@@ -1,6 +1,9 @@
 //! When the refresher acts: how long before expiry a session is refreshed,
-//! how far jitter moves that earlier, and how long it waits after each kind
-//! of failure. Pure functions of durations and a jitter draw.
+//! how far jitter moves that earlier, how far a host's first refresh is
+//! spread across the fleet, how long it waits after each kind of failure,
+//! and the budget that bounds its calls whatever goes wrong. Pure functions
+//! of durations and draws, shared by the refresher and the fleet model
+//! (`benches/fleet.rs`).
 
 use std::time::Duration;
 
@@ -30,8 +33,24 @@ pub const FATAL_RETRY: Duration = Duration::from_secs(300);
 /// A last attempt is made this long before the served credentials expire,
 /// even if the backoff would wait longer.
 pub const LAST_CHANCE_LEAD: Duration = Duration::from_secs(15);
+/// Shortest wait between a successful fetch and the next one.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// Upper bound on one fetch, whatever the source does.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `Retry-After` obeyed: a broken or hostile endpoint cannot park
+/// the refresher for longer than this.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+/// Sessions at least this long (STS's shortest) have their first refresh
+/// spread across the fleet; shorter ones come from the local issuer or a
+/// test double.
+pub const FLEET_SPREAD_MIN_SESSION: Duration = Duration::from_secs(15 * 60);
+/// The share of the lead over which a fleet's first refreshes are spread.
+pub const FLEET_SPREAD: f64 = 0.9;
+/// Calls the budget allows in a burst.
+pub const BUDGET_BURST: u32 = 10;
+/// One more call is allowed per this interval once the burst is spent: at
+/// most 5 calls a minute in the long run, whatever goes wrong.
+pub const BUDGET_INTERVAL: Duration = Duration::from_secs(12);
 
 /// How long before expiry a session of length `session` is refreshed.
 pub fn refresh_lead(session: Duration) -> Duration {
@@ -54,6 +73,32 @@ pub fn refresh_delay(lifetime: Duration, jitter_draw: f64) -> Duration {
     lifetime.saturating_sub(lead + jitter)
 }
 
+/// Delay after `lifetime` from issue, when to make a host's first refresh
+/// after it starts: as [`refresh_delay`], moved earlier by `fleet_draw`
+/// (this host's fixed place in `[0, 1)`, from its machine id) times
+/// [`FLEET_SPREAD`] of the lead. Hosts booted together then refresh spread
+/// over most of the lead instead of together, and keep that spread: every
+/// later refresh comes one (jittered) period after the previous one.
+pub fn first_refresh_delay(lifetime: Duration, fleet_draw: f64, jitter_draw: f64) -> Duration {
+    let delay = refresh_delay(lifetime, jitter_draw);
+    if lifetime < FLEET_SPREAD_MIN_SESSION {
+        return delay;
+    }
+    let spread = refresh_lead(lifetime).mul_f64(FLEET_SPREAD * fleet_draw.clamp(0.0, 1.0));
+    delay.saturating_sub(spread)
+}
+
+/// A host's place in the fleet, in `[0, 1)`: a hash of its machine id, so
+/// that it is the same at every start and independent between hosts.
+pub fn fleet_draw(machine_id: &str) -> f64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("hostrole fleet spread\n{}", machine_id.trim()));
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&digest[..8]);
+    // 53 bits: exactly representable, strictly below 1.
+    (u64::from_be_bytes(top) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Retry delay after the `failures`-th consecutive failure (1-based), given a
 /// jitter draw in `[0, 1)`: exponential, capped, in `[d/2, d]`.
 pub fn retry_delay(kind: FailureKind, failures: u32, jitter_draw: f64) -> Duration {
@@ -68,11 +113,60 @@ pub fn retry_delay(kind: FailureKind, failures: u32, jitter_draw: f64) -> Durati
     d / 2 + (d / 2).mul_f64(jitter_draw.clamp(0.0, 1.0))
 }
 
+/// The wait after a failure that came with a `Retry-After`: the endpoint's
+/// own figure when it is longer than the backoff, capped at
+/// [`RETRY_AFTER_CAP`].
+pub fn obey_retry_after(backoff: Duration, retry_after: Option<Duration>) -> Duration {
+    match retry_after {
+        Some(asked) => backoff.max(asked.min(RETRY_AFTER_CAP)),
+        None => backoff,
+    }
+}
+
+/// A per-host budget of calls (a token bucket, kept as the time at which
+/// the bucket would be full again): [`BUDGET_BURST`] calls at once, then
+/// one per [`BUDGET_INTERVAL`]. Times are on the boot clock.
+#[derive(Debug, Clone)]
+pub struct CallBudget {
+    burst: u32,
+    interval: Duration,
+    full_at: Duration,
+}
+
+impl Default for CallBudget {
+    fn default() -> Self {
+        CallBudget::new(BUDGET_BURST, BUDGET_INTERVAL)
+    }
+}
+
+impl CallBudget {
+    /// A full budget of `burst` calls, refilled one per `interval`.
+    pub fn new(burst: u32, interval: Duration) -> Self {
+        CallBudget {
+            burst: burst.max(1),
+            interval,
+            full_at: Duration::ZERO,
+        }
+    }
+
+    /// Takes one call at `now`, or says how long until one is available.
+    pub fn take(&mut self, now: Duration) -> Result<(), Duration> {
+        let full_at = self.full_at.max(now);
+        let earliest = full_at.saturating_sub(self.interval * (self.burst - 1));
+        if now < earliest {
+            return Err(earliest - now);
+        }
+        self.full_at = full_at + self.interval;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MIN: Duration = Duration::from_secs(60);
+    const HOUR: Duration = Duration::from_secs(3600);
 
     #[test]
     fn one_hour_sessions_refresh_with_half_an_hour_left() {
@@ -118,5 +212,78 @@ mod tests {
         assert_eq!(base(1, 1.0), RETRY_BASE);
         assert_eq!(base(30, 1.0), BASE_CREDENTIALS_RETRY_CAP);
         assert_eq!(retry_delay(FailureKind::Fatal, 1, 1.0), FATAL_RETRY);
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_wait_but_never_beyond_an_hour() {
+        let s = Duration::from_secs;
+        assert_eq!(obey_retry_after(s(10), None), s(10));
+        assert_eq!(obey_retry_after(s(10), Some(s(3))), s(10));
+        assert_eq!(obey_retry_after(s(10), Some(s(90))), s(90));
+        assert_eq!(obey_retry_after(s(10), Some(s(86_400))), RETRY_AFTER_CAP);
+    }
+
+    #[test]
+    fn the_first_refresh_is_spread_over_most_of_the_lead_by_the_machine() {
+        // 12 h sessions: the lead is 6 h; hosts spread over 90% of it.
+        let session = 12 * 60 * MIN;
+        assert_eq!(first_refresh_delay(session, 0.0, 0.0), 6 * 60 * MIN);
+        assert_eq!(
+            first_refresh_delay(session, 0.5, 0.0),
+            6 * 60 * MIN - 162 * MIN
+        );
+        let earliest = first_refresh_delay(session, 0.999_999, 0.999_999);
+        assert!(earliest >= 30 * MIN && earliest < 32 * MIN, "{earliest:?}");
+        // Never later than the plain schedule; never spread below 15 min.
+        for draw in [0.0, 0.3, 0.9] {
+            assert!(first_refresh_delay(HOUR, draw, 0.5) <= refresh_delay(HOUR, 0.5));
+        }
+        let short = Duration::from_secs(600);
+        assert_eq!(
+            first_refresh_delay(short, 0.9, 0.0),
+            refresh_delay(short, 0.0)
+        );
+    }
+
+    #[test]
+    fn a_machine_id_gives_a_stable_place_and_ids_spread_evenly() {
+        let a = fleet_draw("4f1a0c2b9d8e4e6f8a7b6c5d4e3f2a1b\n");
+        assert_eq!(a, fleet_draw("4f1a0c2b9d8e4e6f8a7b6c5d4e3f2a1b"));
+        assert!((0.0..1.0).contains(&a));
+        // 1,000 ids fill each tenth of [0, 1) with 100 ± 40.
+        let mut tenths = [0u32; 10];
+        for i in 0..1000 {
+            tenths[(fleet_draw(&format!("{i:032x}")) * 10.0) as usize] += 1;
+        }
+        assert!(tenths.iter().all(|n| (60..=140).contains(n)), "{tenths:?}");
+    }
+
+    #[test]
+    fn the_budget_allows_a_burst_then_one_call_per_interval() {
+        let s = Duration::from_secs;
+        let mut b = CallBudget::new(3, s(12));
+        let t0 = s(1000);
+        for _ in 0..3 {
+            assert_eq!(b.take(t0), Ok(()));
+        }
+        assert_eq!(b.take(t0), Err(s(12)));
+        assert_eq!(b.take(t0 + s(5)), Err(s(7)));
+        assert_eq!(b.take(t0 + s(12)), Ok(()));
+        assert_eq!(b.take(t0 + s(12)), Err(s(12)));
+        // A long quiet spell refills the burst, and no more than it.
+        let later = t0 + s(3600);
+        for _ in 0..3 {
+            assert_eq!(b.take(later), Ok(()));
+        }
+        assert!(b.take(later).is_err());
+        // Whatever the caller does, at most burst + elapsed / interval calls.
+        let mut b = CallBudget::default();
+        let mut calls = 0;
+        for ms in (0..600_000u64).step_by(100) {
+            if b.take(t0 + Duration::from_millis(ms)).is_ok() {
+                calls += 1;
+            }
+        }
+        assert_eq!(calls, BUDGET_BURST + 600 / 12 - 1);
     }
 }

@@ -42,7 +42,7 @@ pub use crate::daemon::error::DaemonError;
 use crate::daemon::reload::Reload;
 use crate::endpoint::conn::LocalAddrs;
 use crate::endpoint::identity::{
-    default_availability_zone, instance_id_for_host, InstanceIdentity,
+    default_availability_zone, host_seed, instance_id_from_seed, InstanceIdentity,
 };
 use crate::endpoint::imds::Endpoint;
 use crate::endpoint::server::{self, App};
@@ -56,6 +56,9 @@ pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
 /// socket-activated start still gets its token well within the Go SDK's
 /// 500 ms header timeout; long enough for the local issuer and a fast STS.
 pub const PREFETCH_GRACE: Duration = Duration::from_millis(300);
+/// Where the host's machine id is (its instance id and its place in the
+/// fleet's refresh spread derive from it).
+pub const MACHINE_ID: &str = "/etc/machine-id";
 /// How long connections and tasks get to finish at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -105,8 +108,9 @@ pub async fn run(
         })?),
         None => None,
     };
+    let host_seed = host_seed(Path::new(MACHINE_ID));
     let identity = InstanceIdentity {
-        instance_id: instance_id_for_host(Path::new("/etc/machine-id")),
+        instance_id: instance_id_from_seed(&host_seed),
         availability_zone: settings
             .availability_zone
             .clone()
@@ -133,10 +137,12 @@ pub async fn run(
     let tasks = TaskTracker::new();
     // The refresher outlives the drain: see step 4 above.
     let refresher_stop = CancellationToken::new();
+    let options = setup::refresh_options(&settings, source.kind(), &host_seed);
     let (snapshots, refresher, refresher_task) = refresh::spawn(
         source,
         association,
         clock.clone(),
+        options,
         refresher_stop.clone().cancelled_owned(),
     );
     let service = Arc::new(AssociationService::new(

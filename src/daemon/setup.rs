@@ -22,6 +22,7 @@ use crate::credentials::issuer::sts::{
     base_config, check_base_credentials, StsIssuer, StsSettings,
 };
 use crate::credentials::issuer::CredentialSource;
+use crate::credentials::refresh;
 use crate::credentials::revoke::SessionRevoker;
 use crate::role::default_session_name;
 
@@ -152,7 +153,7 @@ fn instance_properties() -> std::collections::BTreeMap<String, String> {
         ("hostname", host),
         (
             "instance-id",
-            crate::endpoint::identity::instance_id_for_host(Path::new("/etc/machine-id")),
+            crate::endpoint::identity::instance_id_for_host(Path::new(super::MACHINE_ID)),
         ),
         ("hostrole-version", env!("CARGO_PKG_VERSION").to_owned()),
     ]
@@ -205,5 +206,23 @@ pub fn raise_fd_limit() {
             needed,
             "the open-file limit is below the connection cap; raise LimitNOFILE"
         );
+    }
+}
+
+/// The refresher's fleet behaviour: its place in the fleet's first-refresh
+/// spread from `host_seed`; for an issuer that calls AWS, the call budget,
+/// and the kept credentials unless `persist-credentials = false`.
+pub fn refresh_options(
+    settings: &Settings,
+    kind: &'static str,
+    host_seed: &str,
+) -> refresh::Options {
+    let remote = settings.issuer != IssuerKind::Local;
+    refresh::Options {
+        fleet_draw: refresh::fleet_draw(host_seed),
+        budget: remote.then(refresh::CallBudget::default),
+        store: (remote && settings.persist_credentials)
+            .then(|| refresh::CredentialStore::new(&settings.state_dir, kind)),
+        ..refresh::Options::default()
     }
 }

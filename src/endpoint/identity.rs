@@ -29,7 +29,12 @@ fn hex(bytes: &[u8]) -> String {
 /// The instance id for a host: derived from `/etc/machine-id` (hashed, so
 /// the machine id itself is not disclosed), else from the host name.
 pub fn instance_id_for_host(machine_id_path: &Path) -> String {
-    let seed = fs::read_to_string(machine_id_path)
+    instance_id_from_seed(&host_seed(machine_id_path))
+}
+
+/// What tells this host from others: its machine id, else its host name.
+pub fn host_seed(machine_id_path: &Path) -> String {
+    fs::read_to_string(machine_id_path)
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
@@ -38,8 +43,7 @@ pub fn instance_id_for_host(machine_id_path: &Path) -> String {
                 .ok()
                 .and_then(|h| h.into_string().ok())
         })
-        .unwrap_or_default();
-    instance_id_from_seed(&seed)
+        .unwrap_or_default()
 }
 
 /// `i-` + 17 hex digits of a hash of `seed`.

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::{Duration, SystemTime};
 
 use crate::credentials::Credentials;
 use crate::role::Association;
@@ -14,6 +15,18 @@ pub mod cause;
 pub mod local;
 pub mod roles_anywhere;
 pub mod sts;
+
+/// The wait a `Retry-After` header value asks for: delay-seconds, or an
+/// HTTP date (RFC 9110 §10.2.3) measured from `now`. Anything else, or a
+/// date in the past, is no wait at all.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    at.duration_since(now).ok()
+}
 
 /// The future a fetch returns.
 pub type FetchFuture<'a> =
@@ -67,6 +80,8 @@ pub struct FetchError {
     pub kind: FailureKind,
     /// What went wrong.
     pub message: String,
+    /// How long the endpoint asked us to wait (its `Retry-After`), if it did.
+    pub retry_after: Option<Duration>,
 }
 
 impl FetchError {
@@ -75,6 +90,7 @@ impl FetchError {
         FetchError {
             kind: FailureKind::Transient,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -83,6 +99,7 @@ impl FetchError {
         FetchError {
             kind: FailureKind::Throttled,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -91,7 +108,14 @@ impl FetchError {
         FetchError {
             kind: FailureKind::BaseCredentialsRejected,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same failure, with the wait the endpoint asked for.
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
     }
 
     /// A fatal failure.
@@ -99,6 +123,43 @@ impl FetchError {
         FetchError {
             kind: FailureKind::Fatal,
             message: message.into(),
+            retry_after: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let s = Duration::from_secs;
+        assert_eq!(parse_retry_after("120", now), Some(s(120)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(s(0)));
+        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
+            Some(s(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:48:37 GMT", now),
+            None
+        );
+        for bad in [
+            "",
+            "-5",
+            "1.5",
+            "soon",
+            "Sun, 06 Nov 1994 08:51:37 UTC",
+            "Sun, 06 Foo 1994 08:51:37 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
     }
 }

@@ -201,6 +201,14 @@ pub const KEYS: &[Key] = &[
         show: |s| s.revoke_sessions.to_string(),
     },
     Key {
+        name: "persist-credentials",
+        flag: "",
+        default: "true (false for issuer = \"local\")",
+        doc: "keep the last good credentials in the state directory (mode 0600, removed when the role is removed or replaced and when they expire), so that a restart serves them at once and calls the issuer only at the refresh it had planned",
+        live: false,
+        show: |s| s.persist_credentials.to_string(),
+    },
+    Key {
         name: "imds-v1",
         flag: "--imds-v1 allowed|disabled",
         default: "disabled",

@@ -114,6 +114,8 @@ pub struct FileConfig {
     pub revoke_sessions: Option<bool>,
     /// IAM endpoint URL override (for revoke-sessions).
     pub iam_endpoint: Option<EndpointUrl>,
+    /// Keep the last good credentials across restarts.
+    pub persist_credentials: Option<bool>,
     /// Where to serve Prometheus metrics (off when absent).
     pub metrics_listen: Option<ListenAddr>,
     /// IP TTL / IPv6 hop limit of token responses.
@@ -168,6 +170,9 @@ pub struct Settings {
     pub revoke_sessions: bool,
     /// IAM endpoint override.
     pub iam_endpoint: Option<String>,
+    /// Keep the last good credentials in the state directory (never for
+    /// the local issuer).
+    pub persist_credentials: bool,
     /// Prometheus metrics listener, if enabled.
     pub metrics_listen: Option<SocketAddr>,
     /// Whether `metrics_listen` came from the flags or the file.
@@ -310,6 +315,13 @@ pub fn resolve(
             "revoke-sessions: needs issuer = \"sts\" (locally minted credentials have no AWS sessions)",
         ));
     }
+    let persist_credentials = match flags.persist_credentials.or(file.persist_credentials) {
+        Some(true) if issuer == IssuerKind::Local => return Err(invalid(
+            "persist-credentials: the local issuer mints credentials offline and never keeps them",
+        )),
+        Some(keep) => keep,
+        None => issuer != IssuerKind::Local,
+    };
     let availability_zone = flags
         .availability_zone
         .or(file.availability_zone)
@@ -368,6 +380,7 @@ pub fn resolve(
         admin_gid,
         revoke_sessions,
         iam_endpoint,
+        persist_credentials,
         metrics_listen,
         metrics_listen_origin,
         config_path,

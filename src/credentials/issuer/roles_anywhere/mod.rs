@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 use self::material::{Identity, MaterialPaths};
 use super::cause::root_cause;
-use super::{CertificateReport, CredentialSource, FetchError, FetchFuture};
+use super::{parse_retry_after, CertificateReport, CredentialSource, FetchError, FetchFuture};
 use crate::clock::{rfc3339_seconds, SharedClock};
 use crate::credentials::Credentials;
 use crate::role::Association;
@@ -145,6 +145,10 @@ impl RolesAnywhereIssuer {
                 .headers()
                 .get("x-amzn-errortype")
                 .map(|v| v.split(':').next().unwrap_or("").to_owned());
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| parse_retry_after(v, self.clock.now()));
             let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
@@ -154,7 +158,12 @@ impl RolesAnywhereIssuer {
                     ))
                 })?
                 .to_bytes();
-            Ok::<_, FetchError>((status, error_type, Zeroizing::new(body.to_vec())))
+            Ok::<_, FetchError>((
+                status,
+                error_type,
+                retry_after,
+                Zeroizing::new(body.to_vec()),
+            ))
         })
         .await
         .map_err(|_| {
@@ -163,9 +172,11 @@ impl RolesAnywhereIssuer {
                 CALL_TIMEOUT.as_secs()
             ))
         })??;
-        let (status, error_type, body) = response;
+        let (status, error_type, retry_after, body) = response;
         if !(200..300).contains(&status) {
-            return Err(classify(status, error_type.as_deref(), &body));
+            return Err(
+                classify(status, error_type.as_deref(), &body).with_retry_after(retry_after)
+            );
         }
         parse_credentials(&body, self.clock.now())
     }

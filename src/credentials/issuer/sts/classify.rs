@@ -1,6 +1,6 @@
 //! What a failed AssumeRole means for the refresher, in one short line.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
@@ -8,7 +8,7 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_credential_types::provider::error::CredentialsError;
 
 use crate::credentials::issuer::cause::{in_chain, root_cause};
-use crate::credentials::issuer::FetchError;
+use crate::credentials::issuer::{parse_retry_after, FetchError};
 
 /// The endpoint called and the time limits, as the errors name them.
 #[derive(Debug, Clone)]
@@ -76,11 +76,16 @@ where
 {
     match &err {
         SdkError::ServiceError(se) => {
+            let retry_after = se
+                .raw()
+                .headers()
+                .get("retry-after")
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
             let status = se.raw().status().as_u16();
             let code = se.err().code().unwrap_or("");
             let message = se.err().message().unwrap_or("");
             let text = format!("STS AssumeRole failed: HTTP {status} {code}: {message}");
-            if THROTTLING_CODES.contains(&code) || status == 429 {
+            let error = if THROTTLING_CODES.contains(&code) || status == 429 {
                 FetchError::throttled(text)
             } else if BASE_CREDENTIALS_CODES.contains(&code) {
                 FetchError::base_credentials_rejected(format!(
@@ -92,7 +97,8 @@ where
                 FetchError::fatal(text)
             } else {
                 FetchError::transient(text)
-            }
+            };
+            error.with_retry_after(retry_after)
         }
         SdkError::TimeoutError(_) => FetchError::transient(match target.call_timeout {
             Some(limit) => format!("STS timed out after {}", seconds(limit)),
@@ -144,6 +150,22 @@ mod tests {
         let err =
             AssumeRoleError::generic(ErrorMetadata::builder().code(code).message("why").build());
         classify(SdkError::service_error(err, raw), &target())
+    }
+
+    #[test]
+    fn a_retry_after_on_sts_answer_is_kept_with_the_failure() {
+        let mut raw = HttpResponse::new(StatusCode::try_from(400).unwrap(), SdkBody::empty());
+        raw.headers_mut().insert("retry-after", "42");
+        let err = AssumeRoleError::generic(
+            ErrorMetadata::builder()
+                .code("Throttling")
+                .message("Rate exceeded")
+                .build(),
+        );
+        let e = classify(SdkError::service_error(err, raw), &target());
+        assert_eq!(e.kind, FailureKind::Throttled);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(42)));
+        assert_eq!(service_error(400, "Throttling").retry_after, None);
     }
 
     fn target() -> Target {

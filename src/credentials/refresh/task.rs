@@ -1,166 +1,42 @@
-//! The refresher: one owned task that keeps the served credentials fresh.
-//!
-//! It fetches at start (prefetch), then again when the remaining life falls
-//! to [`refresh_lead`] of the session (half the session, at least 15
-//! minutes, never later than 5 minutes before expiry), moved earlier by a
-//! random jitter so that a fleet started together does not call STS
-//! together. It is the only caller of the [`CredentialSource`], so at most
-//! one STS call is in flight whatever the request load.
-//!
-//! Failures: transient ones, throttling and STS rejecting the host's base
-//! credentials back off exponentially with jitter while the last good
-//! credentials keep being served until they expire; a fatal one (access
-//! denied, no such role) withdraws the credentials at once and retries
-//! slowly.
-//!
-//! Expiry is tracked twice: the STS expiry is converted once, at fetch, to a
-//! deadline on the boot clock (which counts suspend and ignores wall-clock
-//! steps), and the wall clock is checked too. Credentials count as expired
-//! when either says so. Sleeps are capped at [`MAX_SLEEP`] because tokio's
-//! timers stop during suspend; the IMDS handler also wakes the refresher
-//! when it finds the credentials expired.
-//!
-//! Everything it decides is published as an immutable [`Snapshot`] through a
-//! `watch` channel; association changes come in as [`Command`]s and are
-//! published before they are acknowledged. A fetch that was in flight for an
-//! older association is discarded (generation check).
+//! The refresher's task: its state, its event loop, and what it does on
+//! each event. The rules it applies are in [`crate::credentials::schedule`].
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
+use super::{Command, Jitter, Options};
 use crate::clock::{rfc3339_seconds, SharedClock};
 use crate::credentials::issuer::{CredentialSource, FailureKind, FetchError};
-pub use crate::credentials::schedule::*;
-pub use crate::credentials::snapshot::{Served, Snapshot};
+use crate::credentials::persist::{self, Persist};
+use crate::credentials::schedule::*;
+use crate::credentials::snapshot::{Served, Snapshot};
 use crate::credentials::Credentials;
 use crate::role::Association;
 
-/// A change to the host's role.
-#[derive(Debug)]
-pub enum Command {
-    /// Set (`Some`) or remove (`None`) the association. The reply is sent
-    /// once the new snapshot is published.
-    SetAssociation(Option<Association>, oneshot::Sender<Arc<Snapshot>>),
-}
-
-/// Talks to a running refresher.
-#[derive(Debug, Clone)]
-pub struct RefresherHandle {
-    wake: Arc<Notify>,
-    commands: mpsc::Sender<Command>,
-}
-
-/// The refresher has stopped.
-#[derive(Debug, thiserror::Error)]
-#[error("the credential refresher is not running")]
-pub struct RefresherGone;
-
-impl RefresherHandle {
-    /// Asks the refresher to look at the clocks again now.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Sets or removes the association. Returns once the change is
-    /// published: the old role's credentials are no longer served, and the
-    /// new role's first fetch has started.
-    pub async fn set_association(
-        &self,
-        association: Option<Association>,
-    ) -> Result<Arc<Snapshot>, RefresherGone> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::SetAssociation(association, tx))
-            .await
-            .map_err(|_| RefresherGone)?;
-        rx.await.map_err(|_| RefresherGone)
-    }
-}
+mod restore;
 
 type InFlight = Pin<Box<dyn Future<Output = Result<Credentials, FetchError>> + Send>>;
 
-/// The refresher's source of jitter draws, each in `[0, 1)`.
-pub type Jitter = Box<dyn FnMut() -> f64 + Send>;
+/// How long shutdown waits for the kept credentials to reach the disk.
+const WRITER_GRACE: Duration = Duration::from_secs(5);
 
-/// Jitter from the thread's random generator.
-pub fn random_jitter() -> Jitter {
-    use rand::Rng;
-    Box::new(|| rand::thread_rng().gen())
-}
-
-/// Starts the refresher with random jitter. It runs until `shutdown`
-/// completes.
-pub fn spawn(
-    source: Arc<dyn CredentialSource>,
-    association: Option<Association>,
-    clock: SharedClock,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (
-    watch::Receiver<Arc<Snapshot>>,
-    RefresherHandle,
-    tokio::task::JoinHandle<()>,
-) {
-    spawn_with_jitter(source, association, clock, random_jitter(), shutdown)
-}
-
-/// Starts the refresher with the jitter draws `jitter` makes, so that a
-/// test can fix them.
-pub fn spawn_with_jitter(
-    source: Arc<dyn CredentialSource>,
-    association: Option<Association>,
-    clock: SharedClock,
-    jitter: Jitter,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (
-    watch::Receiver<Arc<Snapshot>>,
-    RefresherHandle,
-    tokio::task::JoinHandle<()>,
-) {
-    let initial = Arc::new(Snapshot {
-        association: association.clone(),
-        source: source.kind(),
-        ..Snapshot::default()
-    });
-    let (tx, rx) = watch::channel(initial);
-    let wake = Arc::new(Notify::new());
-    let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    let boot = clock.boot_time();
-    let refresher = Refresher {
-        source,
-        clock,
-        jitter,
-        tx,
-        wake: wake.clone(),
-        commands: cmd_rx,
-        generation: 0,
-        association,
-        served: None,
-        last_error: None,
-        last_refresh: None,
-        next_attempt_boot: boot,
-        failures: 0,
-        fetches: 0,
-        in_flight: None,
-    };
-    let task = tokio::spawn(refresher.run(shutdown));
-    (
-        rx,
-        RefresherHandle {
-            wake,
-            commands: cmd_tx,
-        },
-        task,
-    )
-}
-
-struct Refresher {
+pub(super) struct Refresher {
     source: Arc<dyn CredentialSource>,
     clock: SharedClock,
     jitter: Jitter,
+    fleet_draw: f64,
+    budget: Option<CallBudget>,
+    store: Option<persist::CredentialStore>,
+    persist: Option<mpsc::UnboundedSender<Persist>>,
+    /// Whether the next successful fetch is the first since the start or
+    /// the last association change (its refresh is spread by the machine).
+    first_refresh: bool,
+    /// Whether the refresher is waiting for the budget (logged once).
+    budget_spent: bool,
     tx: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
     commands: mpsc::Receiver<Command>,
@@ -190,9 +66,53 @@ async fn poll_in_flight(f: &mut Option<(u64, InFlight)>) -> (u64, Result<Credent
 }
 
 impl Refresher {
-    async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
+    pub(super) fn new(
+        source: Arc<dyn CredentialSource>,
+        association: Option<Association>,
+        clock: SharedClock,
+        options: Options,
+        tx: watch::Sender<Arc<Snapshot>>,
+        wake: Arc<Notify>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        let boot = clock.boot_time();
+        Refresher {
+            source,
+            clock,
+            jitter: options.jitter,
+            fleet_draw: options.fleet_draw,
+            budget: options.budget,
+            store: options.store,
+            persist: None,
+            first_refresh: true,
+            budget_spent: false,
+            tx,
+            wake,
+            commands,
+            generation: 0,
+            association,
+            served: None,
+            last_error: None,
+            last_refresh: None,
+            next_attempt_boot: boot,
+            failures: 0,
+            fetches: 0,
+            in_flight: None,
+        }
+    }
+
+    pub(super) async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         let mut commands_open = true;
+        let writer = match self.store.clone() {
+            Some(store) => {
+                let (tx, task) = persist::spawn_writer(store.clone());
+                self.persist = Some(tx);
+                self.restore(store).await;
+                Some(task)
+            }
+            None => None,
+        };
         loop {
             self.drop_expired();
             self.maybe_start_fetch();
@@ -225,9 +145,20 @@ impl Refresher {
                 Event::Wake => {}
             }
         }
-        // Leave nothing behind to serve.
+        // Leave nothing behind to serve; the kept copy stays for the next
+        // start, once it is on disk.
         self.served = None;
         self.publish();
+        self.persist = None;
+        if let Some(writer) = writer {
+            let _ = tokio::time::timeout(WRITER_GRACE, writer).await;
+        }
+    }
+
+    fn send(&self, op: Persist) {
+        if let Some(tx) = &self.persist {
+            let _ = tx.send(op);
+        }
     }
 
     fn set_association(&mut self, association: Option<Association>) {
@@ -241,7 +172,9 @@ impl Refresher {
         self.last_error = None;
         self.last_refresh = None;
         self.failures = 0;
+        self.first_refresh = true;
         self.next_attempt_boot = self.clock.boot_time();
+        self.send(Persist::Wipe("association changed"));
         tracing::debug!(
             old_role = old.as_deref().unwrap_or("none"),
             new_role = new.as_deref().unwrap_or("none"),
@@ -260,6 +193,7 @@ impl Refresher {
                     "credentials expired; no longer serving them"
                 );
                 self.served = None;
+                self.send(Persist::Wipe("expired"));
                 if self.last_error.is_none() {
                     self.last_error = Some("credentials expired before a refresh succeeded".into());
                 }
@@ -275,8 +209,22 @@ impl Refresher {
         let Some(association) = self.association.clone() else {
             return;
         };
-        if self.in_flight.is_some() || self.clock.boot_time() < self.next_attempt_boot {
+        let boot = self.clock.boot_time();
+        if self.in_flight.is_some() || boot < self.next_attempt_boot {
             return;
+        }
+        if let Some(budget) = &mut self.budget {
+            if let Err(wait) = budget.take(boot) {
+                if !self.budget_spent {
+                    tracing::warn!(wait_s = wait.as_secs_f64().ceil(),
+                        "call budget spent ({BUDGET_BURST} calls, then one per {}s): waiting before the next call",
+                        BUDGET_INTERVAL.as_secs());
+                }
+                self.budget_spent = true;
+                self.next_attempt_boot = boot + wait;
+                return;
+            }
+            self.budget_spent = false;
         }
         self.fetches += 1;
         let source = self.source.clone();
@@ -312,7 +260,13 @@ impl Refresher {
                     .max(remaining);
                 // Schedule relative to the remaining life as measured now.
                 let elapsed = lifetime - remaining;
-                let delay = refresh_delay(lifetime, (self.jitter)()).saturating_sub(elapsed);
+                let draw = (self.jitter)();
+                let delay = if std::mem::take(&mut self.first_refresh) {
+                    first_refresh_delay(lifetime, self.fleet_draw, draw)
+                } else {
+                    refresh_delay(lifetime, draw)
+                }
+                .saturating_sub(elapsed);
                 tracing::info!(
                     role = %role,
                     source = self.source.kind(),
@@ -321,32 +275,47 @@ impl Refresher {
                     next_refresh_in_s = delay.as_secs(),
                     "credentials refreshed"
                 );
-                self.served = Some(Arc::new(Served {
+                let served = Arc::new(Served {
                     credentials,
                     expires_boot: boot + remaining,
-                }));
+                });
+                if let Some(association) = &self.association {
+                    self.send(Persist::Store {
+                        association: association.clone(),
+                        served: served.clone(),
+                        next_refresh: now + delay,
+                    });
+                }
+                self.served = Some(served);
                 self.last_refresh = Some(now);
                 self.last_error = None;
                 self.failures = 0;
-                self.next_attempt_boot = boot + delay;
+                // Credentials issued with next to no life left must not
+                // make the refresher call again at once, and again.
+                self.next_attempt_boot = boot + delay.max(MIN_REFRESH_INTERVAL);
             }
             Err(err) => {
                 self.failures += 1;
-                let mut delay = retry_delay(err.kind, self.failures, (self.jitter)());
+                let backoff = retry_delay(err.kind, self.failures, (self.jitter)());
+                let mut delay = obey_retry_after(backoff, err.retry_after);
                 if err.kind == FailureKind::Fatal {
                     tracing::error!(role = %role, error = %err.message, kind = ?err.kind, retry_in_s = delay.as_secs(),
                         "cannot assume the role; its credentials are no longer served");
                     self.served = None;
+                    self.send(Persist::Wipe("the role cannot be assumed"));
                 } else {
-                    // Make one last attempt shortly before the served ones expire.
-                    if let Some(served) = &self.served {
+                    // Make one last attempt shortly before the served ones
+                    // expire, unless the endpoint said when to come back.
+                    if let Some(served) = self.served.as_ref().filter(|_| err.retry_after.is_none())
+                    {
                         let last_chance = served.expires_boot.saturating_sub(LAST_CHANCE_LEAD);
                         if last_chance > boot {
                             delay = delay.min(last_chance - boot);
                         }
                     }
                     tracing::warn!(role = %role, error = %err.message, kind = ?err.kind, failures = self.failures,
-                        retry_in_s = delay.as_secs(), still_serving = self.served.is_some(),
+                        retry_in_s = delay.as_secs(), retry_after_s = err.retry_after.map(|d| d.as_secs()),
+                        still_serving = self.served.is_some(),
                         "credential refresh failed; will retry");
                 }
                 self.last_error = Some(err.message);

@@ -1,0 +1,94 @@
+//! Private files written whole or not at all: a temporary file created
+//! fresh (never through a symbolic link, mode 0600), synced, renamed over
+//! the target, and the directory synced, so that a crash or a full disk
+//! leaves either the old file or the new one, never a torn one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Replaces `dir/name` with `body`, atomically and durably.
+pub fn write_private(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    // A leftover of a crash (or anything planted there) is removed, not
+    // followed: the file is then created anew.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dir.join(name))
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+/// Removes `dir/name` durably; a file that is not there is not an error.
+pub fn remove(dir: &Path, name: &str) -> io::Result<()> {
+    match fs::remove_file(dir.join(name)) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes a rename or removal in `dir` itself durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_file_is_replaced_whole_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        write_private(dir.path(), "f", b"one").unwrap();
+        write_private(dir.path(), "f", b"two").unwrap();
+        let path = dir.path().join("f");
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert!(!dir.path().join(".f.tmp").exists());
+        remove(dir.path(), "f").unwrap();
+        assert!(!path.exists());
+        remove(dir.path(), "f").unwrap();
+    }
+
+    #[test]
+    fn a_planted_link_at_the_temporary_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(".f.tmp")).unwrap();
+        write_private(dir.path(), "f", b"secret").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        write_private(dir.path(), "f", b"old").unwrap();
+        // The target is a non-empty directory: the rename fails.
+        fs::create_dir(dir.path().join("g")).unwrap();
+        fs::write(dir.path().join("g/x"), b"").unwrap();
+        assert!(write_private(dir.path(), "g", b"new").is_err());
+        assert!(!dir.path().join(".g.tmp").exists());
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
+    }
+}

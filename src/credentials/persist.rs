@@ -1,0 +1,257 @@
+//! The last good credentials, kept in the state directory so that a
+//! restart (a package upgrade, a reboot) serves them at once instead of
+//! calling STS again.
+//!
+//! The file is private (0600, created fresh, never through a symbolic
+//! link), written atomically, read only when it is a regular file of ours
+//! that nobody else may read, and only for the same issuer and the same
+//! association. It is wiped when the role is removed or replaced, when the
+//! credentials expire and when the role can no longer be assumed. Writes
+//! happen on a blocking thread, in order, off the refresher's path.
+
+use std::fs::OpenOptions;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use crate::atomicfile;
+use crate::clock::unix_seconds;
+use crate::credentials::snapshot::Served;
+use crate::credentials::Credentials;
+use crate::role::Association;
+
+/// The file, inside the state directory.
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+const FORMAT_VERSION: u32 = 1;
+const MAX_BYTES: u64 = 64 * 1024;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Stored {
+    version: u32,
+    issuer: String,
+    role_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+    session_name: String,
+    access_key_id: String,
+    secret_access_key: Zeroizing<String>,
+    session_token: Zeroizing<String>,
+    /// Unix seconds.
+    expiration: u64,
+    last_updated: u64,
+    next_refresh: u64,
+}
+
+/// Credentials read back, with the refresh that was planned for them.
+#[derive(Debug)]
+pub struct Restored {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// When the daemon that stored them meant to refresh them.
+    pub next_refresh: SystemTime,
+}
+
+/// The credentials file of one state directory, for one issuer.
+#[derive(Debug, Clone)]
+pub struct CredentialStore {
+    dir: PathBuf,
+    issuer: &'static str,
+}
+
+fn at(unix: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(unix)
+}
+
+impl CredentialStore {
+    /// The store in `dir` for credentials of the `issuer` kind.
+    pub fn new(dir: impl Into<PathBuf>, issuer: &'static str) -> Self {
+        CredentialStore {
+            dir: dir.into(),
+            issuer,
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(CREDENTIALS_FILE)
+    }
+
+    /// Reads the stored credentials for `association`. `Ok(None)`: there
+    /// are none. `Err`: there is a file that must not be used (another
+    /// role or issuer, unsafe permissions, corrupt), and why; the caller
+    /// wipes it.
+    pub fn load(&self, association: &Association) -> Result<Option<Restored>, String> {
+        let path = self.path();
+        let bytes = match read_private(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let stored: Stored =
+            serde_json::from_slice(&bytes).map_err(|e| format!("corrupt ({e})"))?;
+        if stored.version != FORMAT_VERSION {
+            return Err(format!("unknown format version {}", stored.version));
+        }
+        if stored.issuer != self.issuer {
+            return Err(format!("issued by {}, not {}", stored.issuer, self.issuer));
+        }
+        if stored.role_arn != association.role.as_str()
+            || stored.external_id != association.external_id
+            || stored.session_name != association.session_name
+        {
+            return Err(format!(
+                "for another association ({} as {})",
+                stored.role_arn, stored.session_name
+            ));
+        }
+        if stored.access_key_id.is_empty()
+            || stored.secret_access_key.is_empty()
+            || stored.session_token.is_empty()
+        {
+            return Err("incomplete".into());
+        }
+        Ok(Some(Restored {
+            credentials: Credentials {
+                access_key_id: stored.access_key_id,
+                secret_access_key: stored.secret_access_key,
+                session_token: stored.session_token,
+                expiration: at(stored.expiration),
+                last_updated: at(stored.last_updated),
+            },
+            next_refresh: at(stored.next_refresh),
+        }))
+    }
+
+    /// Replaces the file with `credentials` for `association`.
+    pub fn store(
+        &self,
+        association: &Association,
+        credentials: &Credentials,
+        next_refresh: SystemTime,
+    ) -> io::Result<()> {
+        let stored = Stored {
+            version: FORMAT_VERSION,
+            issuer: self.issuer.to_owned(),
+            role_arn: association.role.to_string(),
+            external_id: association.external_id.clone(),
+            session_name: association.session_name.clone(),
+            access_key_id: credentials.access_key_id.clone(),
+            secret_access_key: credentials.secret_access_key.clone(),
+            session_token: credentials.session_token.clone(),
+            expiration: unix_seconds(credentials.expiration),
+            last_updated: unix_seconds(credentials.last_updated),
+            next_refresh: unix_seconds(next_refresh),
+        };
+        // Sized up front so that serializing never reallocates and leaves
+        // a copy of the secret behind.
+        let size = 1024 + stored.session_token.len() + stored.secret_access_key.len();
+        let mut body = Zeroizing::new(Vec::with_capacity(size * 2));
+        serde_json::to_writer(&mut *body, &stored).expect("plain data serializes");
+        atomicfile::write_private(&self.dir, CREDENTIALS_FILE, &body)
+    }
+
+    /// Removes the file.
+    pub fn wipe(&self) -> io::Result<()> {
+        atomicfile::remove(&self.dir, CREDENTIALS_FILE)
+    }
+}
+
+/// Reads `path` if it is a regular file owned by this process's user that
+/// no one else may read or write, and not over [`MAX_BYTES`].
+fn read_private(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
+    let refuse = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => refuse("a symbolic link".into()),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(refuse(format!("owned by uid {}, not {euid}", meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(refuse(format!(
+            "mode {:o}: others may read or write it",
+            meta.mode() & 0o777
+        )));
+    }
+    if meta.len() > MAX_BYTES {
+        return Err(refuse(format!("larger than {MAX_BYTES} bytes")));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_BYTES as usize + 1));
+    file.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// What the refresher asks the writer to do.
+#[derive(Debug)]
+pub enum Persist {
+    /// Keep these credentials for this association.
+    Store {
+        /// The association they are for.
+        association: Association,
+        /// The credentials.
+        served: Arc<Served>,
+        /// The planned refresh.
+        next_refresh: SystemTime,
+    },
+    /// Keep nothing.
+    Wipe(&'static str),
+}
+
+/// Starts the writer: it applies requests in order, on a blocking thread,
+/// skipping any that a later one supersedes. It ends once every sender is
+/// gone and the last request is on disk.
+pub fn spawn_writer(
+    store: CredentialStore,
+) -> (mpsc::UnboundedSender<Persist>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Persist>();
+    let task = tokio::spawn(async move {
+        while let Some(mut op) = rx.recv().await {
+            while let Ok(later) = rx.try_recv() {
+                op = later;
+            }
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || apply(&store, op)).await;
+        }
+    });
+    (tx, task)
+}
+
+fn apply(store: &CredentialStore, op: Persist) {
+    let path = store.path();
+    match op {
+        Persist::Store {
+            association,
+            served,
+            next_refresh,
+        } => {
+            if let Err(e) = store.store(&association, &served.credentials, next_refresh) {
+                tracing::warn!(file = %path.display(), error = %e,
+                    "cannot keep the credentials for a restart; a restart will call the issuer again");
+            }
+        }
+        Persist::Wipe(why) => match store.wipe() {
+            Ok(()) => tracing::debug!(file = %path.display(), why, "kept credentials removed"),
+            Err(e) => tracing::error!(file = %path.display(), error = %e, why,
+                "cannot remove the kept credentials; a restart may serve them"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
