@@ -9,7 +9,6 @@ pub(super) const NLMSG_DONE: u16 = 3;
 pub(super) const NLM_F_REQUEST: u16 = 1;
 /// `SOCK_DIAG_BY_FAMILY` from `linux/sock_diag.h`.
 pub(super) const SOCK_DIAG_BY_FAMILY: u16 = 20;
-pub(super) const QUERY_SEQ: u32 = 1;
 
 /// `struct nlmsghdr` from `linux/netlink.h`.
 #[repr(C)]

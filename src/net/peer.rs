@@ -8,7 +8,7 @@
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -59,6 +59,35 @@ pub fn tcp_socket_owner(peer: SocketAddr, local: SocketAddr) -> io::Result<Optio
             ))
         }
     };
+    // One netlink socket per thread, kept: a query is then one send and
+    // one receive. After any error it is dropped, so that a late reply to
+    // a query that timed out can never answer the next one (replies also
+    // carry the query's own sequence number).
+    DIAG.with(|cell| {
+        let mut kept = cell.borrow_mut();
+        let fd = match kept.take() {
+            Some(fd) => fd,
+            None => diag_socket()?,
+        };
+        let seq = NEXT_SEQ.with(|n| {
+            let seq = n.get();
+            n.set(seq.wrapping_add(1).max(1));
+            seq
+        });
+        let answer = query(&fd, family, peer, local, seq);
+        if answer.is_ok() {
+            *kept = Some(fd);
+        }
+        answer
+    })
+}
+
+thread_local! {
+    static DIAG: std::cell::RefCell<Option<OwnedFd>> = const { std::cell::RefCell::new(None) };
+    static NEXT_SEQ: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
+}
+
+fn diag_socket() -> io::Result<OwnedFd> {
     let fd = socket::socket(
         AddressFamily::Netlink,
         SockType::Datagram,
@@ -66,12 +95,23 @@ pub fn tcp_socket_owner(peer: SocketAddr, local: SocketAddr) -> io::Result<Optio
         SockProtocol::NetlinkSockDiag,
     )?;
     socket::setsockopt(&fd, socket::sockopt::ReceiveTimeout, &TimeVal::new(1, 0))?;
+    Ok(fd)
+}
+
+/// One query on `fd`, numbered `seq`.
+fn query(
+    fd: &OwnedFd,
+    family: i32,
+    peer: SocketAddr,
+    local: SocketAddr,
+    seq: u32,
+) -> io::Result<Option<SocketOwner>> {
     let request = Request {
         hdr: NlMsgHdr {
             len: size_of::<Request>() as u32,
             kind: SOCK_DIAG_BY_FAMILY,
             flags: NLM_F_REQUEST,
-            seq: QUERY_SEQ,
+            seq,
             pid: 0,
         },
         req: InetDiagReqV2 {
@@ -113,7 +153,7 @@ pub fn tcp_socket_owner(peer: SocketAddr, local: SocketAddr) -> io::Result<Optio
         if from.map(|a| a.pid()) != Some(0) {
             continue;
         }
-        return parse_reply(&buf[..len.min(buf.len())], peer, local);
+        return parse_reply(&buf[..len.min(buf.len())], peer, local, seq);
     }
     Err(io::Error::other("no sock_diag reply from the kernel"))
 }
@@ -123,13 +163,14 @@ fn parse_reply(
     datagram: &[u8],
     peer: SocketAddr,
     local: SocketAddr,
+    seq: u32,
 ) -> io::Result<Option<SocketOwner>> {
     let hdr = read_plain::<NlMsgHdr>(datagram).ok_or_else(|| invalid("short netlink reply"))?;
     let len = hdr.len as usize;
     if len < size_of::<NlMsgHdr>() || len > datagram.len() {
         return Err(invalid("truncated netlink message"));
     }
-    if hdr.seq != QUERY_SEQ {
+    if hdr.seq != seq {
         return Err(invalid("netlink reply to another request"));
     }
     let body = &datagram[size_of::<NlMsgHdr>()..len];
@@ -304,5 +345,54 @@ mod tests {
         let (_server, peer) = listener.accept().unwrap();
         let owner = tcp_socket_owner(peer, target).unwrap();
         assert_eq!(owner, owned(4242, inode_of(&client)));
+    }
+
+    #[test]
+    fn lookups_on_the_kept_socket_each_get_their_own_answer() {
+        let v4 = listen("127.0.0.1:0");
+        let v6 = listen("[::1]:0");
+        let (a, _sa, a_peer, a_local) = connect(&v4, "127.0.0.1");
+        let (b, _sb, b_peer, b_local) = connect(&v6, "::1");
+        let unused = listen("127.0.0.1:0").local_addr().unwrap();
+        let uid = geteuid().as_raw();
+        for _ in 0..200 {
+            assert_eq!(
+                tcp_socket_owner(a_peer, a_local).unwrap(),
+                owned(uid, inode_of(&a))
+            );
+            assert_eq!(tcp_socket_owner(unused, a_local).unwrap(), None);
+            assert_eq!(
+                tcp_socket_owner(b_peer, b_local).unwrap(),
+                owned(uid, inode_of(&b))
+            );
+        }
+        // One socket served them all, and it is still kept.
+        assert!(DIAG.with(|d| d.borrow().is_some()));
+        // A lookup refused before it is sent leaves the kept socket usable.
+        assert!(tcp_socket_owner(a_peer, b_local).is_err());
+        assert_eq!(
+            tcp_socket_owner(a_peer, a_local).unwrap(),
+            owned(uid, inode_of(&a))
+        );
+    }
+
+    #[test]
+    fn a_reply_numbered_for_another_query_is_refused() {
+        let hdr = NlMsgHdr {
+            len: size_of::<NlMsgHdr>() as u32 + 4,
+            kind: NLMSG_ERROR,
+            flags: 0,
+            seq: 7,
+            pid: 0,
+        };
+        let mut datagram = as_bytes(&hdr).to_vec();
+        datagram.extend_from_slice(&0i32.to_ne_bytes());
+        let (peer, local) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        assert_eq!(parse_reply(&datagram, peer, local, 7).unwrap(), None);
+        let err = parse_reply(&datagram, peer, local, 8).unwrap_err();
+        assert!(err.to_string().contains("another request"), "{err}");
     }
 }
