@@ -17,7 +17,8 @@ Usage:
                         [--slow-seconds S] [--expires-in S]
 
 It prints "listening on PORT" once ready. Modes can be changed while it
-runs: POST /__fake/mode with the mode's name as the body. Every CreateSession
+runs: POST /__fake/mode with the mode's name as the body. "throttle"
+answers 429 ThrottlingException with "Retry-After: 41". Every CreateSession
 is written to --log as one JSON line (outcome, serial, role, algorithm,
 instance properties, session name), never with a secret.
 """
