@@ -680,6 +680,7 @@ async fn kept_credentials_of_another_role_or_too_close_to_expiry_are_not_served(
     for (role, issued_ago, served) in [
         ("other", 10 * MIN, false),
         ("demo", 40 * MIN, false),
+        ("demo", 30 * MIN, false),
         ("demo", 29 * MIN, true),
     ] {
         kept(role, issued_ago);
@@ -859,4 +860,37 @@ async fn the_first_refresh_is_moved_by_the_hosts_place_in_the_fleet_and_then_kee
     assert_eq!(h.source.calls(), 2);
     until(start, first + 6 * HOUR + SEC).await;
     assert_eq!(h.source.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_plan_past_the_refresh_lead_is_brought_back_to_it() {
+    // Kept credentials with 50 minutes left whose stored plan is in two
+    // hours: the refresh still comes when 30 minutes are left.
+    let dir = tempfile::tempdir().unwrap();
+    let store = CredentialStore::new(dir.path(), "scripted");
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let kept = Credentials {
+        access_key_id: "ASIAKEPTKEPTKEPTKEPT".into(),
+        secret_access_key: Zeroizing::new("kept".into()),
+        session_token: Zeroizing::new("kept".into()),
+        expiration: wall + 50 * MIN,
+        last_updated: wall - 10 * MIN,
+    };
+    store
+        .store(&association("demo"), &kept, wall + 2 * HOUR)
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let clock = ManualClock::new(wall);
+    let source = Scripted::new(clock.clone(), |_, _| Step::Ok(HOUR));
+    let h = Harness::start_on(
+        clock,
+        source,
+        Some(association("demo")),
+        keeping(0.0, &store),
+    );
+    until(start, 20 * MIN - SEC).await;
+    assert_eq!(h.source.calls(), 0);
+    assert_eq!(h.served_key().as_deref(), Some("ASIAKEPTKEPTKEPTKEPT"));
+    until(start, 20 * MIN + SEC).await;
+    assert_eq!(h.source.calls(), 1);
 }

@@ -172,7 +172,7 @@ fn read_private(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => refuse("a symbolic link".into()),
+            Some(nix::libc::ELOOP) => refuse("a symbolic link, not followed".into()),
             _ => e,
         })?;
     let meta = file.metadata()?;
@@ -192,8 +192,10 @@ fn read_private(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
     if meta.len() > MAX_BYTES {
         return Err(refuse(format!("larger than {MAX_BYTES} bytes")));
     }
-    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_BYTES as usize + 1));
-    file.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
+    // Never more than the size checked, should the file grow meanwhile
+    // (what is read then fails to parse).
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_BYTES as usize));
+    file.take(MAX_BYTES).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 

@@ -238,6 +238,8 @@ mod tests {
         for draw in [0.0, 0.3, 0.9] {
             assert!(first_refresh_delay(HOUR, draw, 0.5) <= refresh_delay(HOUR, 0.5));
         }
+        // From STS's shortest session, 15 minutes, up.
+        assert!(first_refresh_delay(15 * MIN, 0.9, 0.0) < refresh_delay(15 * MIN, 0.0));
         let short = Duration::from_secs(600);
         assert_eq!(
             first_refresh_delay(short, 0.9, 0.0),

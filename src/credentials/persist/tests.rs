@@ -90,13 +90,26 @@ fn a_file_others_could_read_or_plant_is_never_used() {
     fs::rename(&path, &real).unwrap();
     std::os::unix::fs::symlink(&real, &path).unwrap();
     let err = store.load(&assoc("demo")).unwrap_err();
-    assert!(err.contains("symbolic link"), "{err}");
+    assert!(err.contains("a symbolic link, not followed"), "{err}");
     fs::remove_file(&path).unwrap();
 
     // A FIFO does not block the reader.
     nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let err = store.load(&assoc("demo")).unwrap_err();
     assert!(err.contains("not a regular file"), "{err}");
+    fs::remove_file(&path).unwrap();
+
+    // Exactly the largest size is read whole (the document after 64 KiB
+    // less its length of leading white space); one byte more is refused.
+    store
+        .store(&assoc("demo"), &creds(), at(1_800_001_800))
+        .unwrap();
+    let doc = fs::read(&path).unwrap();
+    let mut padded = vec![b' '; MAX_BYTES as usize - doc.len()];
+    padded.extend_from_slice(&doc);
+    fs::write(&path, &padded).unwrap();
+    let back = store.load(&assoc("demo")).unwrap().unwrap();
+    assert_eq!(back.credentials.access_key_id, "ASIAKEPTKEPTKEPT0001");
     fs::remove_file(&path).unwrap();
 
     // Too large, or not the format.
@@ -110,11 +123,21 @@ fn a_file_others_could_read_or_plant_is_never_used() {
 }
 
 #[test]
-fn an_empty_secret_is_refused() {
+fn an_empty_key_id_secret_or_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = CredentialStore::new(dir.path(), "sts");
-    let mut c = creds();
-    c.session_token = Zeroizing::new(String::new());
-    store.store(&assoc("demo"), &c, at(1_800_001_800)).unwrap();
-    assert_eq!(store.load(&assoc("demo")).unwrap_err(), "incomplete");
+    for emptied in 0..3 {
+        let mut c = creds();
+        match emptied {
+            0 => c.access_key_id = String::new(),
+            1 => c.secret_access_key = Zeroizing::new(String::new()),
+            _ => c.session_token = Zeroizing::new(String::new()),
+        }
+        store.store(&assoc("demo"), &c, at(1_800_001_800)).unwrap();
+        assert_eq!(
+            store.load(&assoc("demo")).unwrap_err(),
+            "incomplete",
+            "{emptied}"
+        );
+    }
 }
