@@ -619,6 +619,22 @@ async fn wait_kept(store: &CredentialStore, present: bool) {
     );
 }
 
+/// A refresher for the demo role on a clock starting at the tests' wall
+/// time, keeping credentials in `store`, with no jitter.
+fn start_keeping(
+    store: &CredentialStore,
+    plan: impl FnMut(u64, &Association) -> Step + Send + 'static,
+) -> Harness {
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    let source = Scripted::new(clock.clone(), plan);
+    Harness::start_on(
+        clock,
+        source,
+        Some(association("demo")),
+        keeping(0.0, store),
+    )
+}
+
 fn kept_key(store: &CredentialStore, assoc: &Association) -> String {
     store
         .load(assoc)
@@ -684,16 +700,7 @@ async fn kept_credentials_of_another_role_or_too_close_to_expiry_are_not_served(
         ("demo", 29 * MIN, true),
     ] {
         kept(role, issued_ago);
-        let clock = ManualClock::new(wall);
-        let source = Scripted::new(clock.clone(), |_, _| {
-            Step::Slow(5 * SEC, Box::new(Step::Ok(HOUR)))
-        });
-        let h = Harness::start_on(
-            clock,
-            source,
-            Some(association("demo")),
-            keeping(0.0, &store),
-        );
+        let h = start_keeping(&store, |_, _| Step::Slow(5 * SEC, Box::new(Step::Ok(HOUR))));
         tokio::time::sleep(SEC).await;
         assert_eq!(
             h.served_key().as_deref() == Some("ASIAKEPTKEPTKEPTKEPT"),
@@ -756,17 +763,10 @@ async fn removal_replacement_a_fatal_error_and_expiry_each_wipe_the_kept_credent
     h.shut_down().await;
 
     // A fatal answer at the refresh withdraws the kept copy too.
-    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
-    let source = Scripted::new(clock.clone(), |n, _| match n {
+    let h = start_keeping(&store, |n, _| match n {
         1 => Step::Ok(HOUR),
         _ => Step::Fail(FetchError::fatal("AccessDenied")),
     });
-    let h = Harness::start_on(
-        clock,
-        source,
-        Some(association("demo")),
-        keeping(0.0, &store),
-    );
     tokio::time::sleep(SEC).await;
     wait_kept(&store, true).await;
     tokio::time::sleep(31 * MIN).await;
@@ -775,17 +775,10 @@ async fn removal_replacement_a_fatal_error_and_expiry_each_wipe_the_kept_credent
     h.shut_down().await;
 
     // Credentials that expire while the issuer fails are removed with them.
-    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
-    let source = Scripted::new(clock.clone(), |n, _| match n {
+    let h = start_keeping(&store, |n, _| match n {
         1 => Step::Ok(HOUR),
         _ => Step::Fail(FetchError::transient("HTTP 503")),
     });
-    let h = Harness::start_on(
-        clock,
-        source,
-        Some(association("demo")),
-        keeping(0.0, &store),
-    );
     tokio::time::sleep(SEC).await;
     wait_kept(&store, true).await;
     tokio::time::sleep(59 * MIN).await;
@@ -880,14 +873,7 @@ async fn a_kept_plan_past_the_refresh_lead_is_brought_back_to_it() {
         .store(&association("demo"), &kept, wall + 2 * HOUR)
         .unwrap();
     let start = tokio::time::Instant::now();
-    let clock = ManualClock::new(wall);
-    let source = Scripted::new(clock.clone(), |_, _| Step::Ok(HOUR));
-    let h = Harness::start_on(
-        clock,
-        source,
-        Some(association("demo")),
-        keeping(0.0, &store),
-    );
+    let h = start_keeping(&store, |_, _| Step::Ok(HOUR));
     until(start, 20 * MIN - SEC).await;
     assert_eq!(h.source.calls(), 0);
     assert_eq!(h.served_key().as_deref(), Some("ASIAKEPTKEPTKEPTKEPT"));
