@@ -880,3 +880,18 @@ async fn a_kept_plan_past_the_refresh_lead_is_brought_back_to_it() {
     until(start, 20 * MIN + SEC).await;
     assert_eq!(h.source.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_start_without_a_role_removes_what_a_last_run_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CredentialStore::new(dir.path(), "scripted");
+    let h = start_keeping(&store, |_, _| Step::Ok(HOUR));
+    tokio::time::sleep(SEC).await;
+    wait_kept(&store, true).await;
+    let (clock, source) = h.shut_down().await;
+    // The role was removed while the daemon was stopped.
+    let h = Harness::start_on(clock, source, None, keeping(0.0, &store));
+    wait_kept(&store, false).await;
+    assert!(h.served_key().is_none());
+    assert_eq!(h.source.calls(), 1);
+}

@@ -14,14 +14,15 @@ impl Refresher {
     /// issuer and association and have more than the refresh lead left,
     /// with the refresh that run had planned; removes them otherwise.
     pub(super) async fn restore(&mut self, store: CredentialStore) {
-        let association = self.association.clone();
+        let Some(association) = self.association.clone() else {
+            // No role: whatever a last run kept goes, without a word.
+            self.send(Persist::Wipe("no role is associated"));
+            return;
+        };
         let path = store.path();
-        let loaded = tokio::task::spawn_blocking(move || match &association {
-            None => Err("no role is associated".to_owned()),
-            Some(a) => store.load(a),
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        let loaded = tokio::task::spawn_blocking(move || store.load(&association))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
         let why_not = match loaded {
             Ok(None) => return,
             Err(why) => why,
