@@ -274,7 +274,7 @@ pub const KEYS: &[Key] = &[
         name: "state-dir",
         flag: "--state-dir DIR",
         default: "$STATE_DIRECTORY (the packaged service: /var/lib/hostrole), else ~/.local/state/hostrole, root included: a daemon run by hand never shares the service's state",
-        doc: "token key, saved association, lock",
+        doc: "token key, saved association, kept credentials, lock",
         live: false,
         show: |s| s.state_dir.display().to_string(),
     },
