@@ -417,7 +417,7 @@ def write_docs(r, runs):
         "## Fleet model",
         "",
         "`cargo bench --bench fleet` simulates a fleet running hostrole's own scheduling code",
-        "(`first_refresh_delay`, `refresh_delay`, `retry_delay`, the call budget, the restore rule of kept",
+        "(`next_refresh_delay`, `retry_delay`, the call budget, `restored_refresh_delay` for kept",
         "credentials) against both quotas a fleet meets, each modelled as the service's token bucket:",
         "",
         r["fleet"],

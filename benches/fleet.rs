@@ -1,7 +1,7 @@
 //! Fleet model: how many credential calls a fleet makes when every host
-//! runs hostrole's real scheduling code (`first_refresh_delay`,
-//! `refresh_delay`, `retry_delay`, the `CallBudget`, the restore rule of
-//! kept credentials), set against the two quotas a fleet meets: STS
+//! runs hostrole's real scheduling code (`next_refresh_delay`,
+//! `retry_delay`, the `CallBudget`, and `restored_refresh_delay` for kept
+//! credentials), set against the two quotas a fleet meets: STS
 //! AssumeRole (600 calls/s per account and region by default) and IAM Roles
 //! Anywhere CreateSession (10 calls/s by default).
 //!
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use hostrole::credentials::issuer::FailureKind;
 use hostrole::credentials::refresh::{
-    first_refresh_delay, fleet_draw, refresh_delay, refresh_lead, retry_delay, CallBudget,
+    fleet_draw, next_refresh_delay, restored_refresh_delay, retry_delay, CallBudget,
 };
 use rand::{Rng, SeedableRng};
 
@@ -115,7 +115,6 @@ fn simulate(
         }
     }
     let session_d = at(session);
-    let lead = ms(refresh_lead(session_d));
     let mut run = Run {
         calls: vec![0; (span / SEC) as usize + 1],
         throttled: vec![0; (span / SEC) as usize + 1],
@@ -139,9 +138,16 @@ fn simulate(
             host.budget = CallBudget::default();
             host.failures = 0;
             let keep = matches!(scenario, Scenario::Upgrade { keep: true });
-            let next = match host.held {
-                Some((expiry, planned)) if keep && expiry > t + lead => planned.max(t),
-                _ => {
+            let restored = host.held.filter(|_| keep).and_then(|(expiry, planned)| {
+                restored_refresh_delay(
+                    at(expiry.saturating_sub(t)),
+                    session_d,
+                    at(planned.saturating_sub(t)),
+                )
+            });
+            let next = match restored {
+                Some(delay) => t + ms(delay),
+                None => {
                     host.first = true;
                     t
                 }
@@ -169,12 +175,14 @@ fn simulate(
             continue;
         }
         host.failures = 0;
-        let delay = if std::mem::take(&mut host.first) {
-            first_refresh_delay(session_d, host.draw, draw)
-        } else {
-            refresh_delay(session_d, draw)
-        };
-        let next = t + ms(delay).max(SEC);
+        let delay = next_refresh_delay(
+            session_d,
+            Duration::ZERO,
+            std::mem::take(&mut host.first),
+            host.draw,
+            draw,
+        );
+        let next = t + ms(delay);
         if host.held.is_none() {
             served += 1;
             if served == hosts {

@@ -15,7 +15,7 @@ pub mod schedule;
 pub mod snapshot;
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use zeroize::Zeroizing;
 
@@ -52,12 +52,23 @@ impl Credentials {
     pub fn is_expired(&self, now: SystemTime) -> bool {
         now >= self.expiration
     }
+
+    /// At `now`: how long they have left, and how long the session is (from
+    /// issue to expiry, and never less than what is left).
+    pub fn life(&self, now: SystemTime) -> (Duration, Duration) {
+        let remaining = self.expiration.duration_since(now).unwrap_or_default();
+        let lifetime = self
+            .expiration
+            .duration_since(self.last_updated)
+            .unwrap_or_default()
+            .max(remaining);
+        (remaining, lifetime)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn debug_output_redacts_secrets() {

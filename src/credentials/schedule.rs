@@ -88,6 +88,41 @@ pub fn first_refresh_delay(lifetime: Duration, fleet_draw: f64, jitter_draw: f64
     delay.saturating_sub(spread)
 }
 
+/// How long after a successful fetch to fetch again: the first refresh
+/// since a start or an association change is spread by the host's place in
+/// the fleet ([`first_refresh_delay`]), later ones are jittered
+/// ([`refresh_delay`]); `elapsed` of the session has already passed, and
+/// the wait is never under [`MIN_REFRESH_INTERVAL`], so that credentials
+/// issued with next to no life left do not make the refresher call again
+/// at once, and again.
+pub fn next_refresh_delay(
+    lifetime: Duration,
+    elapsed: Duration,
+    first: bool,
+    fleet_draw: f64,
+    jitter_draw: f64,
+) -> Duration {
+    let delay = if first {
+        first_refresh_delay(lifetime, fleet_draw, jitter_draw)
+    } else {
+        refresh_delay(lifetime, jitter_draw)
+    };
+    delay.saturating_sub(elapsed).max(MIN_REFRESH_INTERVAL)
+}
+
+/// Whether credentials kept by a last run are served at a start, and when
+/// they are refreshed: only with more than the refresh lead of their
+/// `lifetime` `remaining`, at the refresh that run `planned` (from now),
+/// but never later than the lead.
+pub fn restored_refresh_delay(
+    remaining: Duration,
+    lifetime: Duration,
+    planned: Duration,
+) -> Option<Duration> {
+    let lead = refresh_lead(lifetime);
+    (remaining > lead).then(|| planned.min(remaining - lead))
+}
+
 /// A host's place in the fleet, in `[0, 1)`: a hash of its machine id, so
 /// that it is the same at every start and independent between hosts.
 pub fn fleet_draw(machine_id: &str) -> f64 {
@@ -244,6 +279,45 @@ mod tests {
         assert_eq!(
             first_refresh_delay(short, 0.9, 0.0),
             refresh_delay(short, 0.0)
+        );
+    }
+
+    #[test]
+    fn kept_credentials_are_served_only_past_the_lead_and_refreshed_by_it() {
+        // 1 h sessions: the lead is 30 minutes.
+        assert_eq!(restored_refresh_delay(30 * MIN, HOUR, MIN), None);
+        assert_eq!(
+            restored_refresh_delay(31 * MIN, HOUR, Duration::ZERO),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            restored_refresh_delay(50 * MIN, HOUR, 5 * MIN),
+            Some(5 * MIN)
+        );
+        assert_eq!(
+            restored_refresh_delay(50 * MIN, HOUR, 2 * HOUR),
+            Some(20 * MIN)
+        );
+    }
+
+    #[test]
+    fn the_next_refresh_counts_the_elapsed_life_and_is_never_at_once() {
+        assert_eq!(
+            next_refresh_delay(HOUR, Duration::ZERO, false, 0.9, 0.0),
+            30 * MIN
+        );
+        assert_eq!(
+            next_refresh_delay(HOUR, 10 * MIN, false, 0.9, 0.0),
+            20 * MIN
+        );
+        assert_eq!(
+            next_refresh_delay(12 * HOUR, Duration::ZERO, true, 0.5, 0.0),
+            first_refresh_delay(12 * HOUR, 0.5, 0.0)
+        );
+        let one_second = Duration::from_secs(1);
+        assert_eq!(
+            next_refresh_delay(one_second, one_second, false, 0.0, 0.0),
+            MIN_REFRESH_INTERVAL
         );
     }
 

@@ -104,7 +104,7 @@ impl Refresher {
     pub(super) async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         let mut commands_open = true;
-        let writer = match self.store.clone() {
+        let writer = match self.store.take() {
             Some(store) => {
                 let (tx, task) = persist::spawn_writer(store.clone());
                 self.persist = Some(tx);
@@ -249,24 +249,15 @@ impl Refresher {
             .unwrap_or_default();
         match result {
             Ok(credentials) => {
-                let remaining = credentials
-                    .expiration
-                    .duration_since(now)
-                    .unwrap_or_default();
-                let lifetime = credentials
-                    .expiration
-                    .duration_since(credentials.last_updated)
-                    .unwrap_or(remaining)
-                    .max(remaining);
+                let (remaining, lifetime) = credentials.life(now);
                 // Schedule relative to the remaining life as measured now.
-                let elapsed = lifetime - remaining;
-                let draw = (self.jitter)();
-                let delay = if std::mem::take(&mut self.first_refresh) {
-                    first_refresh_delay(lifetime, self.fleet_draw, draw)
-                } else {
-                    refresh_delay(lifetime, draw)
-                }
-                .saturating_sub(elapsed);
+                let delay = next_refresh_delay(
+                    lifetime,
+                    lifetime - remaining,
+                    std::mem::take(&mut self.first_refresh),
+                    self.fleet_draw,
+                    (self.jitter)(),
+                );
                 tracing::info!(
                     role = %role,
                     source = self.source.kind(),
@@ -290,9 +281,7 @@ impl Refresher {
                 self.last_refresh = Some(now);
                 self.last_error = None;
                 self.failures = 0;
-                // Credentials issued with next to no life left must not
-                // make the refresher call again at once, and again.
-                self.next_attempt_boot = boot + delay.max(MIN_REFRESH_INTERVAL);
+                self.next_attempt_boot = boot + delay;
             }
             Err(err) => {
                 self.failures += 1;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Refresher;
 use crate::clock::rfc3339_seconds;
 use crate::credentials::persist::{CredentialStore, Persist};
-use crate::credentials::schedule::refresh_lead;
+use crate::credentials::schedule::restored_refresh_delay;
 use crate::credentials::snapshot::Served;
 
 impl Refresher {
@@ -29,19 +29,12 @@ impl Refresher {
             Ok(Some(restored)) => {
                 let (now, boot) = (self.clock.now(), self.clock.boot_time());
                 let c = &restored.credentials;
-                let remaining = c.expiration.duration_since(now).unwrap_or_default();
-                let lifetime = c
-                    .expiration
-                    .duration_since(c.last_updated)
-                    .unwrap_or_default()
-                    .max(remaining);
-                let lead = refresh_lead(lifetime);
-                if remaining > lead {
-                    let planned = restored
-                        .next_refresh
-                        .duration_since(now)
-                        .unwrap_or_default();
-                    let delay = planned.min(remaining - lead);
+                let (remaining, lifetime) = c.life(now);
+                let planned = restored
+                    .next_refresh
+                    .duration_since(now)
+                    .unwrap_or_default();
+                if let Some(delay) = restored_refresh_delay(remaining, lifetime, planned) {
                     tracing::info!(file = %path.display(), access_key_id = %c.access_key_id,
                         expiration = %rfc3339_seconds(c.expiration), next_refresh_in_s = delay.as_secs(),
                         "serving the credentials kept from the last run");
