@@ -102,7 +102,7 @@ pub async fn credential_source(
             None,
         ),
         IssuerKind::Sts => {
-            let sdk = base_config(region, STS_CALL_TIMEOUT).await?;
+            let (sdk, base) = base_config(region, STS_CALL_TIMEOUT).await?;
             let sts = StsSettings {
                 region: region.to_owned(),
                 endpoint: settings.sts_endpoint.clone(),
@@ -115,7 +115,10 @@ pub async fn credential_source(
                     clock.clone(),
                 ))
             });
-            (Arc::new(StsIssuer::new(&sdk, &sts, clock).await), revoker)
+            (
+                Arc::new(StsIssuer::new(&sdk, base, &sts, clock).await),
+                revoker,
+            )
         }
         IssuerKind::RolesAnywhere => {
             let ra = settings

@@ -41,6 +41,18 @@ fn moto_binary() -> String {
 
 /// Starts moto on a free loopback port and waits until it listens.
 pub fn start_moto() -> Moto {
+    start_moto_env(&[])
+}
+
+/// As [`start_moto`], with authentication enforced after the first
+/// `free_calls` requests (moto's `INITIAL_NO_AUTH_ACTION_COUNT`): from then
+/// on every call must be signed with a key of moto's IAM that exists, is
+/// active and whose user's policy allows the action.
+pub fn start_moto_with_auth(free_calls: u32) -> Moto {
+    start_moto_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", &free_calls.to_string())])
+}
+
+fn start_moto_env(env: &[(&str, &str)]) -> Moto {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -48,6 +60,7 @@ pub fn start_moto() -> Moto {
         .port();
     let child = Command::new(moto_binary())
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -1,10 +1,12 @@
 //! The host's own credentials, with which STS (and IAM) are called: the
-//! SDK's default chain less IMDS, checked once at start.
+//! SDK's default chain less IMDS, checked at start and built again whenever
+//! the profile files change (see [`super::fresh`]).
 
 use std::time::Duration;
 
 use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::identity::IdentityCache;
 use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
@@ -15,6 +17,11 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_sts::error::DisplayErrorContext;
+
+use super::fresh::{profile_files, FreshBase};
+
+/// The base credentials every STS and IAM call is signed with.
+pub type BaseCredentials = FreshBase<CredentialsProviderChain>;
 
 /// Where the base credentials are looked for, in order, for error messages.
 pub const BASE_CREDENTIAL_SOURCES: &str = "environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), \
@@ -62,9 +69,15 @@ fn base_chain(region: &str) -> CredentialsProviderChain {
     )
 }
 
+/// The base chain, watching the profile files.
+fn fresh_base(region: &str) -> BaseCredentials {
+    let region = region.to_owned();
+    FreshBase::new(profile_files(), move || base_chain(&region))
+}
+
 /// Asks `chain` once; when it finds nothing, says why if the environment
 /// shows it.
-async fn resolve(chain: &CredentialsProviderChain) -> Result<(), StsSetupError> {
+async fn resolve(chain: &impl ProvideCredentials) -> Result<(), StsSetupError> {
     match chain.provide_credentials().await {
         Ok(_) => Ok(()),
         Err(CredentialsError::CredentialsNotLoaded(_)) => Err(match why_none().await {
@@ -80,7 +93,7 @@ async fn resolve(chain: &CredentialsProviderChain) -> Result<(), StsSetupError> 
 /// Whether the host's own credentials resolve, as at start (for
 /// `--check-config`).
 pub async fn check_base_credentials(region: &str) -> Result<(), StsSetupError> {
-    resolve(&base_chain(region)).await
+    resolve(&fresh_base(region)).await
 }
 
 /// Why the chain found nothing, when a setting shows it: one of the two
@@ -126,13 +139,19 @@ async fn why_none() -> Option<String> {
 }
 
 /// The SDK configuration shared by the STS and IAM clients: the base
-/// credential chain (checked once, here), no SDK retries, bounded calls.
-pub async fn base_config(region: &str, call_timeout: Duration) -> Result<SdkConfig, StsSetupError> {
-    let chain = base_chain(region);
-    resolve(&chain).await?;
-    Ok(aws_config::defaults(BehaviorVersion::latest())
+/// credentials (checked once, here, then asked at every call: they keep
+/// what they loaded themselves, so the SDK's own cache is off), no SDK
+/// retries, bounded calls.
+pub async fn base_config(
+    region: &str,
+    call_timeout: Duration,
+) -> Result<(SdkConfig, BaseCredentials), StsSetupError> {
+    let base = fresh_base(region);
+    resolve(&base).await?;
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .credentials_provider(chain)
+        .credentials_provider(base.clone())
+        .identity_cache(IdentityCache::no_cache())
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
@@ -141,5 +160,6 @@ pub async fn base_config(region: &str, call_timeout: Duration) -> Result<SdkConf
                 .build(),
         )
         .load()
-        .await)
+        .await;
+    Ok((sdk, base))
 }

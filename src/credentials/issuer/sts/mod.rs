@@ -6,20 +6,24 @@
 //! The SDK's own retries are off; the refresher owns backoff, so that every
 //! call STS sees is one the refresher decided to make.
 //!
-//! `base.rs` finds the host's own credentials; `classify.rs` turns a
-//! failed call into one short cause and what the refresher should do.
+//! `base.rs` finds the host's own credentials and `fresh.rs` reads them
+//! again when their files change; `classify.rs` turns a failed call into
+//! one short cause and what the refresher should do.
 
 mod base;
 mod classify;
+mod fresh;
 
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use zeroize::Zeroizing;
 
-pub use self::base::{base_config, check_base_credentials, StsSetupError, BASE_CREDENTIAL_SOURCES};
+pub use self::base::{
+    base_config, check_base_credentials, BaseCredentials, StsSetupError, BASE_CREDENTIAL_SOURCES,
+};
 use self::classify::{classify, Target};
-use super::{CredentialSource, FetchError, FetchFuture};
+use super::{CredentialSource, FailureKind, FetchError, FetchFuture};
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
 use crate::role::Association;
@@ -39,6 +43,8 @@ pub struct StsSettings {
 #[derive(Debug)]
 pub struct StsIssuer {
     client: aws_sdk_sts::Client,
+    /// What the calls are signed with; forgotten when STS refuses it.
+    base: BaseCredentials,
     session_duration: Duration,
     clock: SharedClock,
     /// Where STS is and how long a call may take, for error messages.
@@ -46,9 +52,14 @@ pub struct StsIssuer {
 }
 
 impl StsIssuer {
-    /// An issuer calling STS with `sdk`'s base credentials, at `endpoint`
-    /// if given, else the regional endpoint.
-    pub async fn new(sdk: &SdkConfig, settings: &StsSettings, clock: SharedClock) -> Self {
+    /// An issuer calling STS with `sdk`'s base credentials (`base`), at
+    /// `endpoint` if given, else the regional endpoint.
+    pub async fn new(
+        sdk: &SdkConfig,
+        base: BaseCredentials,
+        settings: &StsSettings,
+        clock: SharedClock,
+    ) -> Self {
         let mut builder = aws_sdk_sts::config::Builder::from(sdk);
         builder.set_endpoint_url(settings.endpoint.clone());
         let conf = builder.build();
@@ -59,6 +70,7 @@ impl StsIssuer {
         let timeouts = sdk.timeout_config();
         StsIssuer {
             client: aws_sdk_sts::Client::from_conf(conf),
+            base,
             session_duration: settings.session_duration,
             clock,
             target: Target {
@@ -79,7 +91,14 @@ impl StsIssuer {
             .duration_seconds(self.session_duration.as_secs() as i32)
             .send()
             .await
-            .map_err(|e| classify(e, &self.target))?;
+            .map_err(|e| {
+                let e = classify(e, &self.target);
+                if e.kind == FailureKind::BaseCredentialsRejected {
+                    // A credential_process may print another key by now.
+                    self.base.forget();
+                }
+                e
+            })?;
         let c = out
             .credentials()
             .ok_or_else(|| FetchError::transient("AssumeRole answered without credentials"))?;
