@@ -10,6 +10,21 @@ use std::path::Path;
 
 /// Replaces `dir/name` with `body`, atomically and durably.
 pub fn write_private(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
+    write(dir, name, body, None)
+}
+
+/// As [`write_private`], the new file owned by `owner` (uid, gid) before
+/// it takes the old one's place.
+pub fn write_private_owned(
+    dir: &Path,
+    name: &str,
+    body: &[u8],
+    owner: (u32, u32),
+) -> io::Result<()> {
+    write(dir, name, body, Some(owner))
+}
+
+fn write(dir: &Path, name: &str, body: &[u8], owner: Option<(u32, u32)>) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     // A leftover of a crash (or anything planted there) is removed, not
     // followed: the file is then created anew.
@@ -24,6 +39,9 @@ pub fn write_private(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
             .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(&tmp)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
         f.write_all(body)?;
         f.sync_all()?;
         fs::rename(&tmp, dir.join(name))

@@ -7,6 +7,7 @@
 //! type here implements `Display`, and `Debug` prints `** redacted **` in
 //! place of the secret key and session token.
 
+pub mod base_key;
 pub mod issuer;
 pub mod persist;
 pub mod refresh;

@@ -23,6 +23,7 @@ pub use self::base::{
     base_config, check_base_credentials, BaseCredentials, StsSetupError, BASE_CREDENTIAL_SOURCES,
 };
 use self::classify::{classify, Target};
+pub use self::fresh::profile_files;
 use super::{CredentialSource, FailureKind, FetchError, FetchFuture};
 use crate::clock::SharedClock;
 use crate::credentials::Credentials;
