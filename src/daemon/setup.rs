@@ -107,6 +107,7 @@ pub async fn credential_source(
                 region: region.to_owned(),
                 endpoint: settings.sts_endpoint.clone(),
                 session_duration: settings.session_duration,
+                attributes: settings.session.clone(),
             };
             let revoker = settings.revoke_sessions.then(|| {
                 Arc::new(SessionRevoker::new(

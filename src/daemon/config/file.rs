@@ -1,6 +1,7 @@
 //! The configuration file: where it is, and its keys as written, each typed
 //! so that a bad value is refused where it is read, with its line.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -24,6 +25,16 @@ pub struct FileConfig {
     pub external_id: Option<String>,
     /// `RoleSessionName`.
     pub session_name: Option<String>,
+    /// `SourceIdentity` (issuer sts), before expansion.
+    pub source_identity: Option<String>,
+    /// Session tags (issuer sts), values before expansion.
+    pub session_tags: Option<BTreeMap<String, String>>,
+    /// Which session tags are transitive.
+    pub transitive_tag_keys: Option<Vec<String>>,
+    /// The inline session policy's file.
+    pub session_policy: Option<AbsolutePath>,
+    /// Managed session policies.
+    pub policy_arns: Option<Vec<String>>,
     /// Session length in seconds.
     pub session_duration_seconds: Option<u64>,
     /// `sts` or `local`.

@@ -11,6 +11,7 @@ pub mod keys;
 mod origin;
 pub mod regions;
 mod roles_anywhere;
+mod session;
 pub mod values;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ pub use self::file::{default_config_path, load_file, parse_file, FileConfig};
 pub use self::origin::Origin;
 pub use self::roles_anywhere::RolesAnywhereConfig;
 use self::values::{BadValue, ListenAddr, Role};
+use crate::credentials::issuer::sts::attributes::SessionAttributes;
 
 use crate::daemon::paths::default_state_dir;
 use crate::role::Association;
@@ -86,6 +88,9 @@ pub struct Settings {
     pub listen_origin: Origin,
     /// The role, if one is configured.
     pub association: Option<Association>,
+    /// Source identity, session tags and policies (issuer sts), expanded
+    /// and checked.
+    pub session: SessionAttributes,
     /// Session length asked of STS, or minted locally.
     pub session_duration: Duration,
     /// Credential source.
@@ -182,6 +187,7 @@ pub fn resolve(
     let issuer = flags.issuer.or(file.issuer).unwrap_or(IssuerKind::Sts);
     let mut region = flags.region.take().or(file.region.take()).map(|r| r.0);
     let roles_anywhere = roles_anywhere::resolve(&mut file, &mut flags, issuer, &mut region)?;
+    let session = session::resolve(&mut file, &mut flags, issuer)?;
     let session_seconds = flags
         .session_duration_seconds
         .or(file.session_duration_seconds)
@@ -271,6 +277,7 @@ pub fn resolve(
         hop_limit,
         access,
         association,
+        session,
         session_duration: Duration::from_secs(session_seconds),
         issuer,
         sts_endpoint,

@@ -15,6 +15,7 @@ async fn assume_failure(sdk: &aws_config::SdkConfig, endpoint: &str) -> FetchErr
         region: "us-east-1".into(),
         endpoint: Some(endpoint.into()),
         session_duration: Duration::from_secs(900),
+        attributes: Default::default(),
     };
     let clock: SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
     let issuer = StsIssuer::new(sdk, &settings, clock).await;
