@@ -392,7 +392,7 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Every documented key is a real key: uncomment all (but the
     // environment-specific ones) and it still parses.
-    let skip = ["admin-group", "revoke-sessions"];
+    let skip = ["admin-group", "revoke-sessions", "session-policy"];
     let uncommented: String = text
         .lines()
         .filter_map(|l| {
@@ -407,6 +407,10 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
         "role-arn",
         "external-id",
         "session-name",
+        "source-identity",
+        "session-tags",
+        "transitive-tag-keys",
+        "policy-arns",
         "session-duration-seconds",
         "region",
         "availability-zone",
@@ -427,6 +431,7 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
     let o = check(&["--config", all.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}\n{uncommented}", stderr(&o));
     assert!(text.contains("#admin-group = ") && text.contains("#revoke-sessions = "));
+    assert!(text.contains("#session-policy = \"/"));
 }
 
 #[test]
