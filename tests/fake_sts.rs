@@ -702,3 +702,43 @@ fn access_denied_with_tags_and_a_source_identity_names_the_trust_policys_actions
         "{line}"
     );
 }
+
+#[test]
+fn a_restart_with_other_session_attributes_calls_sts_instead_of_serving_the_kept_credentials() {
+    let sts = FakeSts::start(Mode::Ok { expires_in_s: 3600 });
+    let dir = temp_dir();
+    let config = attributes_config(dir.path());
+    let url = sts.url();
+    let args = [&sts_args(&url, true)[..], &["--config", &config]].concat();
+    let d = start_daemon_with_base_credentials(dir.path(), &args);
+    let first = wait_served(&d, Duration::from_secs(10));
+    let kept = dir.path().join("credentials.json");
+    let written = Instant::now();
+    while !kept.exists() && written.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(d.stop());
+    // The same attributes: the kept credentials, no call.
+    let d = start_daemon_with_base_credentials(dir.path(), &args);
+    let again = wait_served(&d, Duration::from_secs(10));
+    assert_eq!(again["AccessKeyId"], first["AccessKeyId"]);
+    assert_eq!(sts.calls(), 1, "{}", d.log());
+    drop(d.stop());
+    // A narrower session: new credentials carrying it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"arn:aws:iam::aws:policy/ReadOnlyAccess\", ", ""),
+    )
+    .unwrap();
+    let d = start_daemon_with_base_credentials(dir.path(), &args);
+    let fresh = wait_served(&d, Duration::from_secs(10));
+    assert_ne!(fresh["AccessKeyId"], first["AccessKeyId"]);
+    assert_eq!(sts.calls(), 2, "{}", d.log());
+    let form = sts.requests.lock().unwrap()[1].clone();
+    assert_eq!(
+        field(&form, "PolicyArns.member.1.arn"),
+        Some("arn:aws:iam::123456789012:policy/team/logs")
+    );
+    assert_eq!(field(&form, "PolicyArns.member.2.arn"), None);
+}

@@ -222,8 +222,10 @@ pub fn refresh_options(
     refresh::Options {
         fleet_draw: refresh::fleet_draw(host_seed),
         budget: remote.then(refresh::CallBudget::default),
-        store: (remote && settings.persist_credentials)
-            .then(|| refresh::CredentialStore::new(&settings.state_dir, kind)),
+        store: (remote && settings.persist_credentials).then(|| {
+            refresh::CredentialStore::new(&settings.state_dir, kind)
+                .with_session_attributes(settings.session.fingerprint())
+        }),
         ..refresh::Options::default()
     }
 }

@@ -12,6 +12,7 @@
 
 use aws_sdk_sts::operation::assume_role::builders::AssumeRoleFluentBuilder;
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
+use sha2::Digest;
 
 pub use self::policy::{pack_policy, SessionPolicy, MAX_POLICY_CHARS};
 
@@ -54,6 +55,26 @@ pub struct SessionAttributes {
     pub policy: Option<SessionPolicy>,
     /// `PolicyArns`.
     pub policy_arns: Vec<String>,
+}
+
+impl SessionAttributes {
+    /// A short digest of every attribute, empty when none is set: kept
+    /// credentials are used again only by a start with the same ones.
+    pub fn fingerprint(&self) -> String {
+        if *self == SessionAttributes::default() {
+            return String::new();
+        }
+        let text = serde_json::json!([
+            self.source_identity,
+            self.tags,
+            self.transitive_tag_keys,
+            self.policy.as_ref().map(|p| &p.packed),
+            self.policy_arns,
+        ])
+        .to_string();
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// Replaces `{hostname}` and `{instance-id}` in `template`; any other

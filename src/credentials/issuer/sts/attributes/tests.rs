@@ -331,3 +331,48 @@ fn sent_says_which_attributes_a_call_carries() {
         }
     );
 }
+
+#[test]
+fn the_fingerprint_changes_with_every_attribute_and_is_empty_for_none() {
+    assert_eq!(SessionAttributes::default().fingerprint(), "");
+    let base = SessionAttributes {
+        source_identity: Some("web-01".into()),
+        ..SessionAttributes::default()
+    };
+    let fp = base.fingerprint();
+    assert_eq!(fp.len(), 32);
+    assert_eq!(fp, base.clone().fingerprint());
+    let policy = SessionPolicy {
+        path: "/p.json".into(),
+        packed: "{}".into(),
+    };
+    let variants = [
+        SessionAttributes {
+            source_identity: Some("web-02".into()),
+            ..base.clone()
+        },
+        SessionAttributes {
+            tags: tags(&[("k", "v")]),
+            ..base.clone()
+        },
+        SessionAttributes {
+            tags: tags(&[("k", "v")]),
+            transitive_tag_keys: vec!["k".into()],
+            ..base.clone()
+        },
+        SessionAttributes {
+            policy: Some(policy),
+            ..base.clone()
+        },
+        SessionAttributes {
+            policy_arns: vec!["arn:aws:iam::aws:policy/x".into()],
+            ..base.clone()
+        },
+    ];
+    let mut seen = vec![fp];
+    for v in variants {
+        let f = v.fingerprint();
+        assert!(!seen.contains(&f), "{v:?}");
+        seen.push(f);
+    }
+}
