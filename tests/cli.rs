@@ -90,6 +90,52 @@ fn check_config_prints_the_effective_settings() {
 }
 
 #[test]
+fn check_config_refuses_more_than_50_session_tags_with_the_limit() {
+    let dir = temp_dir();
+    let cfg = path_in(dir.path(), "hostrole.toml");
+    let tags: String = (1..=51).map(|i| format!("t{i} = \"v\"\n")).collect();
+    std::fs::write(
+        &cfg,
+        format!("region = \"eu-west-1\"\n[session-tags]\n{tags}"),
+    )
+    .unwrap();
+    let o = hostrole(&["serve", "--check-config", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "hostrole: error: session-tags: 51 tags; STS takes at most 50\n"
+    );
+    assert!(o.stdout.is_empty());
+    // 50 pass, and the effective values are printed.
+    let tags: String = (1..=50).map(|i| format!("t{i} = \"v\"\n")).collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "region = \"eu-west-1\"\nsource-identity = \"{{instance-id}}\"\n[session-tags]\n{tags}"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hostrole"))
+        .args(["serve", "--check-config", "--config", cfg.to_str().unwrap()])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("source-identity:"))
+        .unwrap_or_else(|| panic!("no source-identity in:\n{out}"));
+    let value = line.split_whitespace().nth(1).unwrap();
+    assert!(value.starts_with("i-") && value.len() == 19, "{line}");
+    assert!(
+        out.contains("{ \"t1\" = \"v\", ") && out.contains(", \"t50\" = \"v\", "),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_bad_flag_value_is_rejected_before_anything_binds() {
     let o = hostrole(&[
         "serve",
@@ -346,7 +392,7 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Every documented key is a real key: uncomment all (but the
     // environment-specific ones) and it still parses.
-    let skip = ["admin-group", "revoke-sessions"];
+    let skip = ["admin-group", "revoke-sessions", "session-policy"];
     let uncommented: String = text
         .lines()
         .filter_map(|l| {
@@ -361,6 +407,10 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
         "role-arn",
         "external-id",
         "session-name",
+        "source-identity",
+        "session-tags",
+        "transitive-tag-keys",
+        "policy-arns",
         "session-duration-seconds",
         "region",
         "availability-zone",
@@ -381,6 +431,7 @@ fn the_example_config_documents_every_key_and_parses_when_uncommented() {
     let o = check(&["--config", all.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}\n{uncommented}", stderr(&o));
     assert!(text.contains("#admin-group = ") && text.contains("#revoke-sessions = "));
+    assert!(text.contains("#session-policy = \"/"));
 }
 
 #[test]

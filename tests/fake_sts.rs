@@ -2,7 +2,9 @@
 //! aws-sdk-sts: server errors, throttling, access denied, malformed XML, a
 //! reset connection, and an STS whose clock disagrees with the host's. Each
 //! fault is classified, never yields an expired or missing-secret credential,
-//! and service resumes promptly once STS answers again.
+//! and service resumes promptly once STS answers again. The fake records
+//! each request's form, so that what reaches STS (the session attributes)
+//! is checked as STS would read it.
 
 mod support;
 
@@ -31,10 +33,15 @@ enum Mode {
     Throttled { retry_after: &'static str },
 }
 
+/// One request's form fields, decoded, in order.
+type Form = Vec<(String, String)>;
+
 struct FakeSts {
     addr: SocketAddr,
     mode: Arc<Mutex<Mode>>,
     calls: Arc<AtomicUsize>,
+    /// Every request's form, in arrival order.
+    requests: Arc<Mutex<Vec<Form>>>,
     /// Most calls being answered at once, ever.
     max_in_flight: Arc<AtomicUsize>,
 }
@@ -47,17 +54,30 @@ impl FakeSts {
         let calls = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let (m, c, mx) = (mode.clone(), calls.clone(), max_in_flight.clone());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (m, c, mx, r) = (
+            mode.clone(),
+            calls.clone(),
+            max_in_flight.clone(),
+            requests.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (m, c, mx, inf) = (m.clone(), c.clone(), mx.clone(), in_flight.clone());
-                std::thread::spawn(move || serve(stream, &m, &c, &inf, &mx));
+                let (m, c, mx, inf, r) = (
+                    m.clone(),
+                    c.clone(),
+                    mx.clone(),
+                    in_flight.clone(),
+                    r.clone(),
+                );
+                std::thread::spawn(move || serve(stream, &m, &c, &inf, &mx, &r));
             }
         });
         FakeSts {
             addr,
             mode,
             calls,
+            requests,
             max_in_flight,
         }
     }
@@ -73,6 +93,52 @@ impl FakeSts {
     fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
+
+    /// The form of the first request.
+    fn first_request(&self) -> Form {
+        self.requests
+            .lock()
+            .unwrap()
+            .first()
+            .cloned()
+            .expect("STS was called")
+    }
+}
+
+/// `application/x-www-form-urlencoded` text decoded into its fields.
+fn decode_form(body: &[u8]) -> Form {
+    fn unescape(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).expect("a %XX escape"));
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).expect("UTF-8 form values")
+    }
+    std::str::from_utf8(body)
+        .expect("a text form")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (unescape(k), unescape(v))
+        })
+        .collect()
+}
+
+/// The value of `key` in `form`, if sent.
+fn field<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 fn serve(
@@ -81,6 +147,7 @@ fn serve(
     calls: &AtomicUsize,
     in_flight: &AtomicUsize,
     max_in_flight: &AtomicUsize,
+    requests: &Mutex<Vec<Form>>,
 ) {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -112,6 +179,7 @@ fn serve(
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        requests.lock().unwrap().push(decode_form(&body));
         let n = calls.fetch_add(1, Ordering::SeqCst);
         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -486,4 +554,191 @@ fn a_retry_after_from_sts_is_obeyed() {
     assert!(line.contains("\"retry_after_s\":37"), "{line}");
     // The backoff alone would retry within 10 s.
     assert_eq!(retry_in(&line), 37, "{line}");
+}
+
+/// A config file setting every session attribute, with placeholders, and
+/// the policy file it names.
+fn attributes_config(dir: &std::path::Path) -> String {
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        "{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [{\"Effect\": \"Allow\", \"Action\": \"s3:GetObject\", \"Resource\": \"arn:aws:s3:::logs/*\"}]\n}\n",
+    )
+    .unwrap();
+    let cfg = dir.join("hostrole.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "source-identity = \"hostrole-{{instance-id}}\"\n\
+             transitive-tag-keys = [\"host\"]\n\
+             session-policy = \"{}\"\n\
+             policy-arns = [\"arn:aws:iam::aws:policy/ReadOnlyAccess\", \"arn:aws:iam::123456789012:policy/team/logs\"]\n\
+             [session-tags]\n\
+             host = \"{{hostname}}\"\n\
+             instance = \"{{instance-id}}\"\n\
+             team = \"payments @ web/1\"\n",
+            policy.display()
+        ),
+    )
+    .unwrap();
+    cfg.display().to_string()
+}
+
+#[test]
+fn every_session_attribute_reaches_sts_expanded() {
+    let sts = FakeSts::start(Mode::Ok { expires_in_s: 3600 });
+    let dir = temp_dir();
+    let config = attributes_config(dir.path());
+    let d = start_daemon_with_base_credentials(
+        dir.path(),
+        &[&sts_args(&sts.url(), true)[..], &["--config", &config]].concat(),
+    );
+    wait_served(&d, Duration::from_secs(10));
+    let t = token(d.addr, 60);
+    let instance_id = get(d.addr, "/latest/meta-data/instance-id", &t).body;
+    assert!(instance_id.starts_with("i-"), "{instance_id}");
+    let hostname = nix::unistd::gethostname().unwrap().into_string().unwrap();
+
+    let form = sts.first_request();
+    let expected = [
+        ("Action", "AssumeRole".to_owned()),
+        ("RoleArn", ROLE_ARN.to_owned()),
+        ("SourceIdentity", format!("hostrole-{instance_id}")),
+        ("Tags.member.1.Key", "host".to_owned()),
+        ("Tags.member.1.Value", hostname),
+        ("Tags.member.2.Key", "instance".to_owned()),
+        ("Tags.member.2.Value", instance_id.clone()),
+        ("Tags.member.3.Key", "team".to_owned()),
+        ("Tags.member.3.Value", "payments @ web/1".to_owned()),
+        ("TransitiveTagKeys.member.1", "host".to_owned()),
+        (
+            "Policy",
+            "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\",\"Resource\":\"arn:aws:s3:::logs/*\"}]}".to_owned(),
+        ),
+        (
+            "PolicyArns.member.1.arn",
+            "arn:aws:iam::aws:policy/ReadOnlyAccess".to_owned(),
+        ),
+        (
+            "PolicyArns.member.2.arn",
+            "arn:aws:iam::123456789012:policy/team/logs".to_owned(),
+        ),
+    ];
+    for (key, value) in &expected {
+        assert_eq!(field(&form, key), Some(value.as_str()), "{key} in {form:?}");
+    }
+    for absent in [
+        "Tags.member.4.Key",
+        "TransitiveTagKeys.member.2",
+        "PolicyArns.member.3.arn",
+    ] {
+        assert_eq!(field(&form, absent), None, "{absent} in {form:?}");
+    }
+}
+
+#[test]
+fn without_session_attributes_none_of_their_fields_is_sent() {
+    let sts = FakeSts::start(Mode::Ok { expires_in_s: 3600 });
+    let dir = temp_dir();
+    let d = daemon_on(&sts, dir.path());
+    wait_served(&d, Duration::from_secs(10));
+    let form = sts.first_request();
+    assert_eq!(field(&form, "Action"), Some("AssumeRole"), "{form:?}");
+    assert_eq!(field(&form, "RoleArn"), Some(ROLE_ARN), "{form:?}");
+    let sent: Vec<&str> = form
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| {
+            *k == "SourceIdentity"
+                || *k == "Policy"
+                || k.starts_with("Tags")
+                || k.starts_with("TransitiveTagKeys")
+                || k.starts_with("PolicyArns")
+        })
+        .collect();
+    assert!(sent.is_empty(), "sent {sent:?} in {form:?}");
+}
+
+#[test]
+fn a_packed_policy_too_large_keeps_stss_message_and_names_the_keys_to_shorten() {
+    let sts = FakeSts::start(Mode::Error {
+        status: 400,
+        code: "PackedPolicyTooLarge",
+    });
+    let dir = temp_dir();
+    let config = attributes_config(dir.path());
+    let d = start_daemon_with_base_credentials(
+        dir.path(),
+        &[&sts_args(&sts.url(), true)[..], &["--config", &config]].concat(),
+    );
+    let line = failure_line(&d);
+    assert!(line.contains("\"kind\":\"Fatal\""), "{line}");
+    let status = status_json(dir.path());
+    let cause = status["last-error"].as_str().unwrap();
+    assert!(
+        cause.contains("PackedPolicyTooLarge: injected PackedPolicyTooLarge; "),
+        "{cause}"
+    );
+    for key in ["session-tags", "session-policy", "policy-arns"] {
+        assert!(cause.contains(key), "{cause}");
+    }
+}
+
+#[test]
+fn access_denied_with_tags_and_a_source_identity_names_the_trust_policys_actions() {
+    let sts = FakeSts::start(Mode::Error {
+        status: 403,
+        code: "AccessDenied",
+    });
+    let dir = temp_dir();
+    let config = attributes_config(dir.path());
+    let d = start_daemon_with_base_credentials(
+        dir.path(),
+        &[&sts_args(&sts.url(), true)[..], &["--config", &config]].concat(),
+    );
+    let line = failure_line(&d);
+    assert!(
+        line.contains("must also allow sts:TagSession and sts:SetSourceIdentity"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_restart_with_other_session_attributes_calls_sts_instead_of_serving_the_kept_credentials() {
+    let sts = FakeSts::start(Mode::Ok { expires_in_s: 3600 });
+    let dir = temp_dir();
+    let config = attributes_config(dir.path());
+    let url = sts.url();
+    let args = [&sts_args(&url, true)[..], &["--config", &config]].concat();
+    let d = start_daemon_with_base_credentials(dir.path(), &args);
+    let first = wait_served(&d, Duration::from_secs(10));
+    let kept = dir.path().join("credentials.json");
+    let written = Instant::now();
+    while !kept.exists() && written.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(d.stop());
+    // The same attributes: the kept credentials, no call.
+    let d = start_daemon_with_base_credentials(dir.path(), &args);
+    let again = wait_served(&d, Duration::from_secs(10));
+    assert_eq!(again["AccessKeyId"], first["AccessKeyId"]);
+    assert_eq!(sts.calls(), 1, "{}", d.log());
+    drop(d.stop());
+    // A narrower session: new credentials carrying it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"arn:aws:iam::aws:policy/ReadOnlyAccess\", ", ""),
+    )
+    .unwrap();
+    let d = start_daemon_with_base_credentials(dir.path(), &args);
+    let fresh = wait_served(&d, Duration::from_secs(10));
+    assert_ne!(fresh["AccessKeyId"], first["AccessKeyId"]);
+    assert_eq!(sts.calls(), 2, "{}", d.log());
+    let form = sts.requests.lock().unwrap()[1].clone();
+    assert_eq!(
+        field(&form, "PolicyArns.member.1.arn"),
+        Some("arn:aws:iam::123456789012:policy/team/logs")
+    );
+    assert_eq!(field(&form, "PolicyArns.member.2.arn"), None);
 }

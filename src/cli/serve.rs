@@ -152,6 +152,11 @@ impl ServeArgs {
             revoke_sessions: None,
             persist_credentials: None,
             iam_endpoint: None,
+            source_identity: None,
+            session_tags: None,
+            transitive_tag_keys: None,
+            session_policy: None,
+            policy_arns: None,
         })
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! The file is private (0600, created fresh, never through a symbolic
 //! link), written atomically, read only when it is a regular file of ours
-//! that nobody else may read, and only for the same issuer and the same
-//! association. It is wiped when the role is removed or replaced, when the
+//! that nobody else may read, and only for the same issuer, the same
+//! association and the same session attributes (a session policy narrowed
+//! since is applied at the restart, not at the next refresh). It is wiped when the role is removed or replaced, when the
 //! credentials expire and when the role can no longer be assumed. Writes
 //! happen on a blocking thread, in order, off the refresher's path.
 
@@ -40,6 +41,9 @@ struct Stored {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     external_id: Option<String>,
     session_name: String,
+    /// The session attributes' fingerprint; empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    session_attributes: String,
     access_key_id: String,
     secret_access_key: Zeroizing<String>,
     session_token: Zeroizing<String>,
@@ -63,6 +67,7 @@ pub struct Restored {
 pub struct CredentialStore {
     dir: PathBuf,
     issuer: &'static str,
+    session_attributes: String,
 }
 
 fn at(unix: u64) -> SystemTime {
@@ -75,7 +80,15 @@ impl CredentialStore {
         CredentialStore {
             dir: dir.into(),
             issuer,
+            session_attributes: String::new(),
         }
+    }
+
+    /// The same store, for credentials issued with the session attributes
+    /// whose fingerprint is `fingerprint` (empty: none).
+    pub fn with_session_attributes(mut self, fingerprint: String) -> Self {
+        self.session_attributes = fingerprint;
+        self
     }
 
     /// The file's path.
@@ -111,6 +124,9 @@ impl CredentialStore {
                 stored.role_arn, stored.session_name
             ));
         }
+        if stored.session_attributes != self.session_attributes {
+            return Err("issued with other session attributes".into());
+        }
         if stored.access_key_id.is_empty()
             || stored.secret_access_key.is_empty()
             || stored.session_token.is_empty()
@@ -142,6 +158,7 @@ impl CredentialStore {
             role_arn: association.role.to_string(),
             external_id: association.external_id.clone(),
             session_name: association.session_name.clone(),
+            session_attributes: self.session_attributes.clone(),
             access_key_id: credentials.access_key_id.clone(),
             secret_access_key: credentials.secret_access_key.clone(),
             session_token: credentials.session_token.clone(),

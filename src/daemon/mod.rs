@@ -56,9 +56,7 @@ pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
 /// socket-activated start still gets its token well within the Go SDK's
 /// 500 ms header timeout; long enough for the local issuer and a fast STS.
 pub const PREFETCH_GRACE: Duration = Duration::from_millis(300);
-/// Where the host's machine id is (its instance id and its place in the
-/// fleet's refresh spread derive from it).
-pub const MACHINE_ID: &str = "/etc/machine-id";
+pub use crate::endpoint::identity::MACHINE_ID;
 /// How long connections and tasks get to finish at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 

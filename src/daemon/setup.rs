@@ -107,6 +107,7 @@ pub async fn credential_source(
                 region: region.to_owned(),
                 endpoint: settings.sts_endpoint.clone(),
                 session_duration: settings.session_duration,
+                attributes: settings.session.clone(),
             };
             let revoker = settings.revoke_sessions.then(|| {
                 Arc::new(SessionRevoker::new(
@@ -224,8 +225,10 @@ pub fn refresh_options(
     refresh::Options {
         fleet_draw: refresh::fleet_draw(host_seed),
         budget: remote.then(refresh::CallBudget::default),
-        store: (remote && settings.persist_credentials)
-            .then(|| refresh::CredentialStore::new(&settings.state_dir, kind)),
+        store: (remote && settings.persist_credentials).then(|| {
+            refresh::CredentialStore::new(&settings.state_dir, kind)
+                .with_session_attributes(settings.session.fingerprint())
+        }),
         ..refresh::Options::default()
     }
 }

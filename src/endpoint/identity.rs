@@ -9,6 +9,10 @@ use sha2::{Digest, Sha256};
 
 use crate::role::RoleArn;
 
+/// Where the host's machine id is (its instance id and its place in the
+/// fleet's refresh spread derive from it).
+pub const MACHINE_ID: &str = "/etc/machine-id";
+
 /// Fixed facts about this "instance".
 #[derive(Debug, Clone)]
 pub struct InstanceIdentity {

@@ -56,6 +56,10 @@ fn credentials_round_trip_privately_for_their_association_and_issuer() {
     assert!(err.contains("issued by sts"), "{err}");
     // Nothing secret in any refusal.
     assert!(!err.contains("kept-"));
+    // Other session attributes: refused.
+    let tagged = store.clone().with_session_attributes("1a2b3c".into());
+    let err = tagged.load(&assoc("demo")).unwrap_err();
+    assert_eq!(err, "issued with other session attributes");
 
     store.wipe().unwrap();
     assert!(!store.path().exists());
@@ -140,4 +144,26 @@ fn an_empty_key_id_secret_or_token_is_refused() {
             "{emptied}"
         );
     }
+}
+
+#[test]
+fn credentials_are_kept_for_the_session_attributes_they_were_issued_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let tagged = CredentialStore::new(dir.path(), "sts").with_session_attributes("1a2b3c".into());
+    tagged
+        .store(&assoc("demo"), &creds(), at(1_800_001_800))
+        .unwrap();
+    assert!(tagged.load(&assoc("demo")).unwrap().is_some());
+    let other = CredentialStore::new(dir.path(), "sts").with_session_attributes("4d5e6f".into());
+    assert!(other.load(&assoc("demo")).is_err());
+    let none = CredentialStore::new(dir.path(), "sts");
+    assert!(none.load(&assoc("demo")).is_err());
+    // A file from before session attributes, or kept without any, has no
+    // fingerprint, and is for a start without them.
+    none.store(&assoc("demo"), &creds(), at(1_800_001_800))
+        .unwrap();
+    let text = fs::read_to_string(none.path()).unwrap();
+    assert!(!text.contains("session-attributes"), "{text}");
+    assert!(none.load(&assoc("demo")).unwrap().is_some());
+    assert!(tagged.load(&assoc("demo")).is_err());
 }

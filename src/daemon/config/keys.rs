@@ -79,6 +79,57 @@ pub const KEYS: &[Key] = &[
         show: |s| or_none(s.association.as_ref().map(|a| a.session_name.as_str())),
     },
     Key {
+        name: "source-identity",
+        flag: "",
+        default: "none",
+        doc: "sts: SourceIdentity, 2–64 characters of letters, digits and _+=,.@- ({hostname} and {instance-id} expand); recorded by CloudTrail and kept through role chaining. The role's trust policy must allow sts:SetSourceIdentity",
+        live: false,
+        show: |s| or_none(s.session.source_identity.as_deref()),
+    },
+    Key {
+        name: "session-tags",
+        flag: "",
+        default: "none",
+        doc: "sts: session tags, a table of key = \"value\" (at most 50; keys 1–128 characters, unique ignoring case, not aws:…; values up to 256; {hostname} and {instance-id} expand in values). The role's trust policy must allow sts:TagSession",
+        live: false,
+        show: |s| {
+            if s.session.tags.is_empty() {
+                return "none".into();
+            }
+            let tags: Vec<String> = s
+                .session
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k:?} = {v:?}"))
+                .collect();
+            format!("{{ {} }}", tags.join(", "))
+        },
+    },
+    Key {
+        name: "transitive-tag-keys",
+        flag: "",
+        default: "none",
+        doc: "sts: keys of session-tags that stay with the session through role chaining",
+        live: false,
+        show: |s| list(&s.session.transitive_tag_keys),
+    },
+    Key {
+        name: "session-policy",
+        flag: "",
+        default: "none",
+        doc: "sts: a JSON policy file (absolute path) that narrows the session's rights; at most 2048 characters without whitespace",
+        live: false,
+        show: |s| or_none(s.session.policy.as_ref().map(|p| p.describe())),
+    },
+    Key {
+        name: "policy-arns",
+        flag: "",
+        default: "none",
+        doc: "sts: up to 10 managed policy ARNs that narrow the session's rights",
+        live: false,
+        show: |s| list(&s.session.policy_arns),
+    },
+    Key {
         name: "issuer",
         flag: "--issuer sts|local|roles-anywhere",
         default: "sts",

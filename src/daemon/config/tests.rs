@@ -1,3 +1,6 @@
+use std::path::Path;
+
+use super::values::{AbsolutePath, EndpointUrl, RegionName};
 use super::*;
 
 fn parse(text: &str) -> Result<FileConfig, ConfigError> {

@@ -247,7 +247,8 @@ fn read_bounded(path: &Path, file: File) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
+/// Reads a small regular file (see [`open`]), at most [`MAX_FILE_BYTES`].
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
     read_bounded(path, open(path)?)
 }
 

@@ -7,6 +7,7 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
 use aws_credential_types::provider::error::CredentialsError;
 
+use super::attributes::Sent;
 use crate::credentials::issuer::cause::{in_chain, root_cause};
 use crate::credentials::issuer::{parse_retry_after, FetchError};
 
@@ -19,6 +20,9 @@ pub(super) struct Target {
     pub connect_timeout: Option<Duration>,
     /// How long the whole call may take.
     pub call_timeout: Option<Duration>,
+    /// The session attributes the call carries, which may be why STS
+    /// refuses it.
+    pub sent: Sent,
 }
 
 /// STS error codes after which the role cannot be assumed until something
@@ -84,7 +88,10 @@ where
             let status = se.raw().status().as_u16();
             let code = se.err().code().unwrap_or("");
             let message = se.err().message().unwrap_or("");
-            let text = format!("STS AssumeRole failed: HTTP {status} {code}: {message}");
+            let mut text = format!("STS AssumeRole failed: HTTP {status} {code}: {message}");
+            if let Some(hint) = target.sent.hint(code) {
+                text = format!("{}; {hint}", text.trim_end_matches('.'));
+            }
             let error = if THROTTLING_CODES.contains(&code) || status == 429 {
                 FetchError::throttled(text)
             } else if BASE_CREDENTIALS_CODES.contains(&code) {
@@ -173,6 +180,7 @@ mod tests {
             endpoint: "http://127.0.0.1:1".into(),
             connect_timeout: Some(Duration::from_secs(5)),
             call_timeout: Some(Duration::from_secs(20)),
+            sent: Sent::default(),
         }
     }
 
@@ -195,6 +203,52 @@ mod tests {
             assert_eq!(e.kind, kind, "{status} {code}");
             assert!(e.message.contains(&status.to_string()), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn a_refusal_keeps_stss_message_and_adds_what_the_attributes_may_need() {
+        let raw = HttpResponse::new(StatusCode::try_from(400).unwrap(), SdkBody::empty());
+        let err = AssumeRoleError::generic(
+            ErrorMetadata::builder()
+                .code("PackedPolicyTooLarge")
+                .message("Packed size of session tags exceeds the limit (112%).")
+                .build(),
+        );
+        let e = classify(SdkError::service_error(err, raw), &target());
+        assert_eq!(e.kind, FailureKind::Fatal);
+        assert!(
+            e.message.starts_with(
+                "STS AssumeRole failed: HTTP 400 PackedPolicyTooLarge: Packed size of session tags exceeds the limit (112%); "
+            ),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("session-policy"), "{}", e.message);
+        let mut tagged = target();
+        tagged.sent = Sent {
+            tags: true,
+            source_identity: true,
+        };
+        let raw = HttpResponse::new(StatusCode::try_from(403).unwrap(), SdkBody::empty());
+        let err = AssumeRoleError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("not authorized to perform: sts:TagSession")
+                .build(),
+        );
+        let e = classify(SdkError::service_error(err, raw), &tagged);
+        assert!(
+            e.message.ends_with(
+                "not authorized to perform: sts:TagSession; with session-tags or source-identity set, \
+                 the role's trust policy must also allow sts:TagSession and sts:SetSourceIdentity"
+            ),
+            "{}",
+            e.message
+        );
+        // Without attributes, an AccessDenied is STS's message alone.
+        assert!(service_error(403, "AccessDenied")
+            .message
+            .ends_with(": why"));
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //!
 //! `base.rs` finds the host's own credentials and `fresh.rs` reads them
 //! again when their files change; `classify.rs` turns a failed call into
-//! one short cause and what the refresher should do.
+//! one short cause and what the refresher should do. `attributes.rs`
+//! checks and sends the session's tags, source identity and policies.
 
+pub mod attributes;
 mod base;
 mod classify;
 mod fresh;
@@ -19,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::SdkConfig;
 use zeroize::Zeroizing;
 
+use self::attributes::{SessionAttributes, WithSessionAttributes};
 pub use self::base::{
     base_config, check_base_credentials, BaseCredentials, StsSetupError, BASE_CREDENTIAL_SOURCES,
 };
@@ -38,6 +41,8 @@ pub struct StsSettings {
     pub endpoint: Option<String>,
     /// `DurationSeconds` asked for.
     pub session_duration: Duration,
+    /// Source identity, tags and policies sent with each call.
+    pub attributes: SessionAttributes,
 }
 
 /// AssumeRole through aws-sdk-sts.
@@ -50,6 +55,8 @@ pub struct StsIssuer {
     clock: SharedClock,
     /// Where STS is and how long a call may take, for error messages.
     target: Target,
+    /// Sent with each call.
+    attributes: SessionAttributes,
 }
 
 impl StsIssuer {
@@ -78,7 +85,9 @@ impl StsIssuer {
                 endpoint,
                 connect_timeout: timeouts.and_then(|t| t.connect_timeout()),
                 call_timeout: timeouts.and_then(|t| t.operation_timeout()),
+                sent: settings.attributes.sent(),
             },
+            attributes: settings.attributes.clone(),
         }
     }
 
@@ -90,6 +99,7 @@ impl StsIssuer {
             .role_session_name(&association.session_name)
             .set_external_id(association.external_id.clone())
             .duration_seconds(self.session_duration.as_secs() as i32)
+            .session_attributes(&self.attributes)
             .send()
             .await
             .map_err(|e| {

@@ -34,6 +34,7 @@ async fn assume_failure_with(
         region: "us-east-1".into(),
         endpoint: Some(endpoint.into()),
         session_duration: Duration::from_secs(900),
+        attributes: Default::default(),
     };
     let clock: SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
     let issuer = StsIssuer::new(sdk, base, &settings, clock).await;
