@@ -43,6 +43,8 @@ pub enum Command {
     Disassociate(ClientArgs),
     /// Show the role, the credentials' expiry and refresh state.
     Status(StatusArgs),
+    /// Replace the base IAM user's access key in its credentials file with a new one (issuer sts).
+    RotateBaseKey(ClientArgs),
 }
 
 /// Options shared by the client commands.
@@ -132,6 +134,7 @@ pub fn main() -> ExitCode {
         }
         Command::Disassociate(args) => change(control::Request::Disassociate, &args),
         Command::Status(args) => status(&args),
+        Command::RotateBaseKey(args) => rotate_base_key(&args),
     }
 }
 
@@ -152,7 +155,15 @@ fn socket_path(args: &ClientArgs) -> PathBuf {
 }
 
 fn call(request: &control::Request, socket: &Path) -> Result<control::Response, ExitCode> {
-    let response = control::client::call(socket, request).map_err(|e| match e {
+    call_within(request, socket, control::client::ANSWER_TIMEOUT)
+}
+
+fn call_within(
+    request: &control::Request,
+    socket: &Path,
+    timeout: std::time::Duration,
+) -> Result<control::Response, ExitCode> {
+    let response = control::client::call_within(socket, request, timeout).map_err(|e| match e {
         control::client::ClientError::Connect { .. } => fail(EX_UNAVAILABLE, e),
         _ => fail(EX_SOFTWARE, e),
     })?;
@@ -173,6 +184,23 @@ fn change(request: control::Request, args: &ClientArgs) -> ExitCode {
             }
             let role = response.status.and_then(|s| s.role);
             print_out(&format!("role: {}\n", role.as_deref().unwrap_or("none")))
+        }
+        Err(code) => code,
+    }
+}
+
+fn rotate_base_key(args: &ClientArgs) -> ExitCode {
+    let timeout = control::client::ROTATION_TIMEOUT;
+    match call_within(
+        &control::Request::RotateBaseKey,
+        &socket_path(args),
+        timeout,
+    ) {
+        Ok(response) => {
+            if let Some(w) = &response.warning {
+                eprintln!("hostrole: warning: {w}");
+            }
+            print_out(&format!("{}\n", response.done.unwrap_or_default()))
         }
         Err(code) => code,
     }
@@ -210,6 +238,22 @@ fn status(args: &StatusArgs) -> ExitCode {
             "certificate",
             &format!("serial {serial}, expires {expires}"),
         );
+    }
+    if let Some(key) = &s.base_key {
+        let mut about = key.clone();
+        if let Some(created) = &s.base_key_created {
+            about.push_str(&format!(", created {created}"));
+        }
+        if let Some(days) = s.base_key_age_days {
+            about.push_str(&format!(" ({days} days old)"));
+        }
+        if let Some(last) = &s.base_key_last_rotation {
+            about.push_str(&format!(", rotated {last}"));
+        }
+        line("base key", &about);
+    }
+    if let Some(pending) = &s.base_key_rotation {
+        line("key rotation", pending);
     }
     line("tokens issued", &s.tokens_issued);
     line("requests", &s.requests);

@@ -157,6 +157,9 @@ impl ServeArgs {
             transitive_tag_keys: None,
             session_policy: None,
             policy_arns: None,
+            base_key_max_age_days: None,
+            base_key_grace_minutes: None,
+            base_key_delete_inactive: None,
         })
     }
 }

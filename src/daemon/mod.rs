@@ -78,7 +78,11 @@ pub async fn run(
     if let Some(warning) = config::regions::unknown_region_warning(&region) {
         tracing::warn!("{warning}");
     }
-    let (source, revoker) = setup::credential_source(&settings, &region, clock.clone()).await?;
+    let setup::Sources {
+        source,
+        revoker,
+        rotator,
+    } = setup::credential_source(&settings, &region, clock.clone()).await?;
     let metrics = Arc::new(Metrics::new());
     let source: Arc<dyn CredentialSource> = Arc::new(Instrumented::new(source, metrics.clone()));
 
@@ -158,7 +162,11 @@ pub async fn run(
         clock: clock.clone(),
         metrics: metrics.clone(),
         refusals: Default::default(),
+        rotator: rotator.clone(),
     });
+    if let Some(rotator) = rotator {
+        tasks.spawn(crate::credentials::base_key::run(rotator, stop.clone()));
+    }
     tasks.spawn(control::serve(
         control_listener,
         control,

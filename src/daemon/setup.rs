@@ -16,6 +16,11 @@ use super::config::regions::unknown_region_warning;
 use super::config::{IssuerKind, Settings};
 use super::error::DaemonError;
 use crate::clock::SharedClock;
+use crate::credentials::base_key::file::KeyFile;
+use crate::credentials::base_key::iam::Calls;
+use crate::credentials::base_key::{
+    Policy as RotationPolicy, Rotator, VERIFY_EVERY, VERIFY_WITHIN,
+};
 use crate::credentials::issuer::local::LocalIssuer;
 use crate::credentials::issuer::roles_anywhere::{RolesAnywhereIssuer, RolesAnywhereSettings};
 use crate::credentials::issuer::sts::{
@@ -89,18 +94,31 @@ pub async fn check(settings: &Settings, mut warn: impl FnMut(&str)) -> Result<()
     Ok(())
 }
 
-/// Builds the credential source named by the settings, and the session
-/// revoker if `revoke-sessions` is on.
+/// The credential source and what comes with it.
+pub struct Sources {
+    /// Fetches the role's credentials.
+    pub source: Arc<dyn CredentialSource>,
+    /// Revokes a removed role's sessions, if `revoke-sessions` is on.
+    pub revoker: Option<Arc<SessionRevoker>>,
+    /// Rotates the base key (issuer sts).
+    pub rotator: Option<Arc<Rotator>>,
+}
+
+/// Builds the credential source named by the settings, the session
+/// revoker if `revoke-sessions` is on, and the base key's rotator for the
+/// sts issuer.
 pub async fn credential_source(
     settings: &Settings,
     region: &str,
     clock: SharedClock,
-) -> Result<(Arc<dyn CredentialSource>, Option<Arc<SessionRevoker>>), DaemonError> {
+) -> Result<Sources, DaemonError> {
+    let only = |source: Arc<dyn CredentialSource>| Sources {
+        source,
+        revoker: None,
+        rotator: None,
+    };
     Ok(match settings.issuer {
-        IssuerKind::Local => (
-            Arc::new(LocalIssuer::new(settings.session_duration, clock)),
-            None,
-        ),
+        IssuerKind::Local => only(Arc::new(LocalIssuer::new(settings.session_duration, clock))),
         IssuerKind::Sts => {
             let (sdk, base) = base_config(region, STS_CALL_TIMEOUT).await?;
             let sts = StsSettings {
@@ -116,10 +134,29 @@ pub async fn credential_source(
                     clock.clone(),
                 ))
             });
-            (
-                Arc::new(StsIssuer::new(&sdk, base, &sts, clock).await),
+            let rotator = Arc::new(Rotator::new(
+                Calls {
+                    sdk: sdk.clone(),
+                    iam_endpoint: settings.iam_endpoint.clone(),
+                    sts_endpoint: settings.sts_endpoint.clone(),
+                },
+                KeyFile::from_env(),
+                settings.state_dir.clone(),
+                base.clone(),
+                RotationPolicy {
+                    grace: settings.base_key.grace,
+                    delete_inactive: settings.base_key.delete_inactive,
+                    max_age: settings.base_key.max_age,
+                    verify_within: VERIFY_WITHIN,
+                    verify_every: VERIFY_EVERY,
+                },
+                clock.clone(),
+            ));
+            Sources {
+                source: Arc::new(StsIssuer::new(&sdk, base, &sts, clock).await),
                 revoker,
-            )
+                rotator: Some(rotator),
+            }
         }
         IssuerKind::RolesAnywhere => {
             let ra = settings
@@ -142,7 +179,7 @@ pub async fn credential_source(
                 },
                 clock,
             );
-            (Arc::new(issuer), None)
+            only(Arc::new(issuer))
         }
     })
 }

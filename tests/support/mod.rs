@@ -2,6 +2,8 @@
 //! an ephemeral loopback port, and speak raw HTTP/1.1 to it.
 #![allow(dead_code)]
 
+pub mod iam_user;
+pub mod killproxy;
 pub mod moto;
 pub mod netlab;
 pub mod pki;

@@ -1,5 +1,5 @@
 //! The client side of the control socket, for `hostrole associate |
-//! replace | disassociate | status`.
+//! replace | disassociate | status | rotate-base-key`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -33,8 +33,23 @@ pub enum ClientError {
     Protocol(String),
 }
 
-/// Sends one request and waits (at most 30 s) for the answer.
+/// How long a client waits for an answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `rotate-base-key` waits: IAM may take up to a minute to make a
+/// new key usable.
+pub const ROTATION_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Sends one request and waits (at most [`ANSWER_TIMEOUT`]) for the answer.
 pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
+    call_within(path, request, ANSWER_TIMEOUT)
+}
+
+/// Sends one request and waits at most `timeout` for the answer.
+pub fn call_within(
+    path: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
     let mut stream =
         std::os::unix::net::UnixStream::connect(path).map_err(|source| ClientError::Connect {
             path: path.to_owned(),
@@ -44,11 +59,9 @@ pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
         path: path.to_owned(),
         source,
     };
+    stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(io_err)?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(30)))
+        .set_write_timeout(Some(ANSWER_TIMEOUT))
         .map_err(io_err)?;
     let mut body = serde_json::to_vec(request).expect("plain data serializes");
     body.push(b'\n');

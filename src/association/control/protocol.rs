@@ -22,6 +22,8 @@ pub enum Request {
     Disassociate,
     /// Report the daemon's state.
     Status,
+    /// Rotate the base IAM user's access key.
+    RotateBaseKey,
 }
 
 /// The role part of associate and replace.
@@ -50,6 +52,10 @@ pub struct Response {
     /// Done, but something optional failed (e.g. revoking sessions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// What was done, in words, when the command has more to say than
+    /// the status (a rotation: the old and new key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<String>,
     /// Set when the caller lacks permission.
     #[serde(default)]
     pub permission_denied: bool,
@@ -85,6 +91,21 @@ pub struct Status {
     /// When the host's certificate expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_expiration: Option<String>,
+    /// The base access key id STS and IAM are called with (issuer sts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_key: Option<String>,
+    /// When that key was created, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_key_created: Option<String>,
+    /// Its age in whole days, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_key_age_days: Option<u64>,
+    /// When a rotation last put it in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_key_last_rotation: Option<String>,
+    /// An unfinished rotation, or the old key awaiting deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_key_rotation: Option<String>,
     /// Tokens issued since start.
     pub tokens_issued: u64,
     /// IMDS requests answered since start.
@@ -108,6 +129,11 @@ pub fn status_of(snapshot: &Snapshot, clock: &SharedClock, metrics: &Metrics) ->
         last_error: snapshot.last_error.clone(),
         certificate_expiration: certificate.as_ref().map(|c| rfc3339_seconds(c.not_after)),
         certificate: certificate.map(|c| c.serial),
+        base_key: None,
+        base_key_created: None,
+        base_key_age_days: None,
+        base_key_last_rotation: None,
+        base_key_rotation: None,
         tokens_issued: metrics.tokens_issued_total(),
         requests: metrics.requests_total(),
         pid: std::process::id(),
@@ -121,6 +147,7 @@ impl Response {
             ok: false,
             error: Some(message.into()),
             warning: None,
+            done: None,
             permission_denied: false,
             status: None,
         }

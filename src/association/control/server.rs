@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::protocol::{status_of, Request, Response, RoleRequest, Status, MAX_REQUEST_BYTES};
 use crate::association::service::{Actor, AssociationService, Change};
 use crate::clock::SharedClock;
+use crate::credentials::base_key::Rotator;
 use crate::credentials::refresh::Snapshot;
 use crate::logbudget::LogBudget;
 use crate::metrics::Metrics;
@@ -86,6 +87,8 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     /// Log lines about refused callers, bounded.
     pub refusals: LogBudget,
+    /// Rotates the base key (issuer sts).
+    pub rotator: Option<Arc<Rotator>>,
 }
 
 /// Who is asking, as the kernel reports the peer when it connected
@@ -114,7 +117,16 @@ impl Control {
 
     fn status(&self) -> Status {
         let snap = self.snapshots.borrow().clone();
-        status_of(&snap, &self.clock, &self.metrics)
+        let mut status = status_of(&snap, &self.clock, &self.metrics);
+        if let Some(rotator) = &self.rotator {
+            let key = rotator.status();
+            status.base_key = key.key;
+            status.base_key_created = key.created;
+            status.base_key_age_days = key.age_days;
+            status.base_key_last_rotation = key.last_rotation;
+            status.base_key_rotation = key.pending;
+        }
+        status
     }
 
     fn answer(&self, result: Result<Option<String>, String>) -> Response {
@@ -126,22 +138,45 @@ impl Control {
             ok,
             error,
             warning,
+            done: None,
             permission_denied: false,
             status: Some(self.status()),
         }
     }
 
+    /// `rotate-base-key`, for a caller allowed to change things.
+    async fn rotate(&self, caller: &Caller) -> Response {
+        let Some(rotator) = &self.rotator else {
+            return self.answer(Err(
+                "rotate-base-key: the base key is an IAM user's access key, used with issuer = \"sts\" only".into(),
+            ));
+        };
+        tracing::info!(target: "audit", uid = caller.uid, pid = caller.pid, "base key rotation asked");
+        match rotator.rotate().await {
+            Ok(r) => Response {
+                done: Some(format!(
+                    "rotated: {} replaces {}; the old key is inactive and deleted at {}",
+                    r.new,
+                    r.old,
+                    crate::clock::rfc3339_seconds(r.old_deleted_at)
+                )),
+                ..self.answer(Ok(r.warning))
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "base key rotation failed");
+                self.answer(Err(format!("rotate-base-key: {e}")))
+            }
+        }
+    }
+
     /// Carries out one request.
     pub async fn execute(&self, request: Request, caller: Caller) -> Response {
-        let change = match request {
+        let op = match &request {
             Request::Status => return self.answer(Ok(None)),
-            Request::Associate(r) => role(r).map(Change::Associate),
-            Request::Replace(r) => role(r).map(Change::Replace),
-            Request::Disassociate => Ok(Change::Disassociate),
-        };
-        let op = match &change {
-            Ok(c) => c.op(),
-            Err(_) => "change",
+            Request::Associate(_) => "associate",
+            Request::Replace(_) => "replace",
+            Request::Disassociate => "disassociate",
+            Request::RotateBaseKey => "rotate-base-key",
         };
         if !self.may_change(&caller) {
             if let Some(suppressed) = self.refusals.take() {
@@ -156,6 +191,13 @@ impl Control {
                 ))
             };
         }
+        let change = match request {
+            Request::Status => return self.answer(Ok(None)),
+            Request::RotateBaseKey => return self.rotate(&caller).await,
+            Request::Associate(r) => role(r).map(Change::Associate),
+            Request::Replace(r) => role(r).map(Change::Replace),
+            Request::Disassociate => Ok(Change::Disassociate),
+        };
         let actor = Actor {
             uid: Some(caller.uid),
             pid: caller.pid,

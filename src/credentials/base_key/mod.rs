@@ -36,7 +36,7 @@ use self::journal::{JournalError, Record};
 use crate::clock::SharedClock;
 use crate::credentials::issuer::sts::BaseCredentials;
 
-pub use self::task::spawn;
+pub use self::task::run;
 
 /// How long a new key may take to work at STS before the rotation is
 /// undone.
@@ -129,6 +129,8 @@ pub struct BaseKeyStatus {
     pub key: Option<String>,
     /// When it was created (RFC 3339), if known.
     pub created: Option<String>,
+    /// Its age in whole days, if known.
+    pub age_days: Option<u64>,
     /// When a rotation last put it in place.
     pub last_rotation: Option<String>,
     /// An unfinished rotation, or the old key awaiting deletion.
@@ -212,6 +214,10 @@ impl Rotator {
         BaseKeyStatus {
             key,
             created: record.as_ref().and_then(|r| r.created).map(stamp),
+            age_days: record
+                .as_ref()
+                .and_then(|r| r.created)
+                .map(|c| unix(self.clock.now()).saturating_sub(c) / 86_400),
             last_rotation: record.as_ref().and_then(|r| r.last_rotation).map(stamp),
             pending,
         }

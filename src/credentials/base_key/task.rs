@@ -19,8 +19,8 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3600);
 const MAX_SLEEP: Duration = Duration::from_secs(600);
 
 /// Runs the rotation's background work until `stop` is cancelled.
-pub fn spawn(rotator: Arc<Rotator>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+pub async fn run(rotator: Arc<Rotator>, stop: CancellationToken) {
+    {
         let mut not_before = SystemTime::UNIX_EPOCH;
         loop {
             let now = rotator.clock.now();
@@ -70,7 +70,7 @@ pub fn spawn(rotator: Arc<Rotator>, stop: CancellationToken) -> tokio::task::Joi
                 _ = tokio::time::sleep(sleep.max(Duration::from_secs(1))) => {}
             }
         }
-    })
+    }
 }
 
 impl Rotator {

@@ -71,6 +71,12 @@ pub struct FileConfig {
     pub iam_endpoint: Option<EndpointUrl>,
     /// Keep the last good credentials across restarts.
     pub persist_credentials: Option<bool>,
+    /// Rotate the base key once it is this many days old.
+    pub base_key_max_age_days: Option<u64>,
+    /// Minutes the old base key stays, inactive, after a rotation.
+    pub base_key_grace_minutes: Option<u64>,
+    /// Delete an inactive second key that stands in a rotation's way.
+    pub base_key_delete_inactive: Option<bool>,
     /// Where to serve Prometheus metrics (off when absent).
     pub metrics_listen: Option<ListenAddr>,
     /// IP TTL / IPv6 hop limit of token responses.

@@ -6,6 +6,7 @@
 //! never silently falls back to a default. [`keys`] is the list of keys
 //! that `--check-config` prints and a reload compares.
 
+mod base_key;
 mod file;
 pub mod keys;
 mod origin;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use self::base_key::BaseKeySettings;
 pub use self::file::{default_config_path, load_file, parse_file, FileConfig};
 pub use self::origin::Origin;
 pub use self::roles_anywhere::RolesAnywhereConfig;
@@ -118,6 +120,8 @@ pub struct Settings {
     /// Keep the last good credentials in the state directory (never for
     /// the local issuer).
     pub persist_credentials: bool,
+    /// How the base key is rotated (issuer sts).
+    pub base_key: BaseKeySettings,
     /// Prometheus metrics listener, if enabled.
     pub metrics_listen: Option<SocketAddr>,
     /// Whether `metrics_listen` came from the flags or the file.
@@ -188,6 +192,7 @@ pub fn resolve(
     let mut region = flags.region.take().or(file.region.take()).map(|r| r.0);
     let roles_anywhere = roles_anywhere::resolve(&mut file, &mut flags, issuer, &mut region)?;
     let session = session::resolve(&mut file, &mut flags, issuer)?;
+    let base_key = base_key::resolve(&mut file, &mut flags, issuer)?;
     let session_seconds = flags
         .session_duration_seconds
         .or(file.session_duration_seconds)
@@ -291,6 +296,7 @@ pub fn resolve(
         revoke_sessions,
         iam_endpoint,
         persist_credentials,
+        base_key,
         metrics_listen,
         metrics_listen_origin,
         config_path,
