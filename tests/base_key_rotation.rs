@@ -268,3 +268,89 @@ fn only_root_the_admin_group_or_the_daemons_user_may_rotate() {
     );
     drop(d);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_undoes_the_rotation_and_keeps_the_old_key() {
+    let moto = start_moto_with_auth(SET_UP_CALLS);
+    let first = set_up(&moto).await;
+    let proxy = KillProxy::start(&moto.url);
+    let dir = temp_dir();
+    let disk = support::disk::SmallDisk::new();
+    let file = disk.dir.path().join("aws-credentials");
+    write_credentials(&file, &first);
+    let d = start_on_file(&proxy.url, dir.path(), &file, &config(&proxy, ""));
+    wait_served(&d, Duration::from_secs(30));
+    disk.fill();
+    let out = rotate(dir.path());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot write {}: ", file.display()))
+            && err.contains("No space left on device"),
+        "{err}"
+    );
+    // The key it made is gone again; the old one is in the file, works,
+    // and is the user's only key.
+    assert_eq!(key_in_file(&file).id, first.id);
+    assert_eq!(
+        keys_of_user(&moto, &first).await,
+        vec![(first.id.clone(), "Active".to_owned())]
+    );
+    assert!(!dir.path().join("base-key-rotation.json").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(disk.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // With room again, it goes through.
+    disk.free();
+    let out = rotate(dir.path());
+    assert!(out.status.success(), "{out:?}\n{}", d.log());
+    assert_ne!(key_in_file(&file).id, first.id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_older_than_base_key_max_age_days_is_rotated_at_start() {
+    let moto = start_moto_with_auth(SET_UP_CALLS);
+    let first = set_up(&moto).await;
+    let proxy = KillProxy::start(&moto.url);
+    let dir = temp_dir();
+    let file = dir.path().join("aws-credentials");
+    write_credentials(&file, &first);
+    // The record says the key is two days old.
+    let two_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 2 * 86_400;
+    std::fs::write(
+        dir.path().join("base-key.json"),
+        format!("{{\"key\": \"{}\", \"created\": {two_days_ago}}}", first.id),
+    )
+    .unwrap();
+    let conf = config(&proxy, "base-key-max-age-days = 3");
+    let d = start_on_file(&proxy.url, dir.path(), &file, &conf);
+    wait_served(&d, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(key_in_file(&file).id, first.id, "younger than 3 days: kept");
+    d.stop();
+
+    let conf = config(&proxy, "base-key-max-age-days = 2");
+    let d = start_on_file(&proxy.url, dir.path(), &file, &conf);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while key_in_file(&file).id == first.id {
+        assert!(Instant::now() < deadline, "not rotated:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.wait_for_log("base key rotated on schedule", Duration::from_secs(10)));
+    let status = status_json(dir.path());
+    assert_eq!(
+        status["base-key"],
+        key_in_file(&file).id.as_str(),
+        "{status}"
+    );
+    assert_eq!(status["base-key-age-days"], 0, "{status}");
+    assert!(status["base-key-last-rotation"].is_string(), "{status}");
+}

@@ -2,6 +2,7 @@
 //! an ephemeral loopback port, and speak raw HTTP/1.1 to it.
 #![allow(dead_code)]
 
+pub mod disk;
 pub mod iam_user;
 pub mod killproxy;
 pub mod moto;

@@ -193,7 +193,12 @@ impl Rotator {
     /// The base key as `status` shows it.
     pub fn status(&self) -> BaseKeyStatus {
         let stamp = |s: u64| crate::clock::rfc3339_seconds(from_unix(s));
-        let key = self.base.key_id();
+        // Until the next call loads it again (after a rotation), the key
+        // in use is the file's.
+        let key = self
+            .base
+            .key_id()
+            .or_else(|| self.file.read().ok().map(|k| k.id));
         let record = Record::load(&self.state_dir).ok().flatten();
         let record = record.filter(|r| Some(&r.key) == key.as_ref());
         let pending = match journal::Journal::load(&self.state_dir) {
