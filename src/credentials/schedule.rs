@@ -76,16 +76,17 @@ pub fn refresh_delay(lifetime: Duration, jitter_draw: f64) -> Duration {
 /// Delay after `lifetime` from issue, when to make a host's first refresh
 /// after it starts: as [`refresh_delay`], moved earlier by `fleet_draw`
 /// (this host's fixed place in `[0, 1)`, from its machine id) times
-/// [`FLEET_SPREAD`] of the lead. Hosts booted together then refresh spread
-/// over most of the lead instead of together, and keep that spread: every
-/// later refresh comes one (jittered) period after the previous one.
+/// [`FLEET_SPREAD`] of that delay. Hosts booted together then refresh
+/// spread over most of the time to their refresh instead of together, and
+/// keep that spread: every later refresh comes one (jittered) period after
+/// the previous one. The first refresh is never sooner than a tenth of the
+/// plain delay: a start is not followed by a second call at once.
 pub fn first_refresh_delay(lifetime: Duration, fleet_draw: f64, jitter_draw: f64) -> Duration {
     let delay = refresh_delay(lifetime, jitter_draw);
     if lifetime < FLEET_SPREAD_MIN_SESSION {
         return delay;
     }
-    let spread = refresh_lead(lifetime).mul_f64(FLEET_SPREAD * fleet_draw.clamp(0.0, 1.0));
-    delay.saturating_sub(spread)
+    delay.saturating_sub(delay.mul_f64(FLEET_SPREAD * fleet_draw.clamp(0.0, 1.0)))
 }
 
 /// How long after a successful fetch to fetch again: the first refresh
@@ -134,8 +135,15 @@ pub fn fleet_draw(machine_id: &str) -> f64 {
     (u64::from_be_bytes(top) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Shortest wait after throttling, whatever the jitter draw: half the
+/// first back-off, as before any spreading.
+pub const THROTTLE_FLOOR: Duration = Duration::from_secs(5);
+
 /// Retry delay after the `failures`-th consecutive failure (1-based), given a
-/// jitter draw in `[0, 1)`: exponential, capped, in `[d/2, d]`.
+/// jitter draw in `[0, 1)`: exponential, capped, in `[d/2, d]`; after
+/// throttling in `[THROTTLE_FLOOR, d]` ("full jitter"), so that hosts
+/// throttled together spread their retries over the whole window instead of
+/// its second half.
 pub fn retry_delay(kind: FailureKind, failures: u32, jitter_draw: f64) -> Duration {
     let (base, cap) = match kind {
         FailureKind::Transient => (RETRY_BASE, RETRY_CAP),
@@ -145,7 +153,11 @@ pub fn retry_delay(kind: FailureKind, failures: u32, jitter_draw: f64) -> Durati
     };
     let exp = failures.saturating_sub(1).min(16);
     let d = base.saturating_mul(1u32 << exp).min(cap);
-    d / 2 + (d / 2).mul_f64(jitter_draw.clamp(0.0, 1.0))
+    let draw = jitter_draw.clamp(0.0, 1.0);
+    if kind == FailureKind::Throttled {
+        return d.mul_f64(draw).max(THROTTLE_FLOOR);
+    }
+    d / 2 + (d / 2).mul_f64(draw)
 }
 
 /// The wait after a failure that came with a `Retry-After`: the endpoint's
@@ -243,6 +255,17 @@ mod tests {
         assert_eq!(t(30, 1.0), RETRY_CAP);
         assert_eq!(retry_delay(FailureKind::Throttled, 1, 1.0), THROTTLE_BASE);
         assert_eq!(retry_delay(FailureKind::Throttled, 10, 1.0), THROTTLE_CAP);
+        // Throttled: the whole window, down to the floor.
+        assert_eq!(retry_delay(FailureKind::Throttled, 3, 0.0), THROTTLE_FLOOR);
+        assert_eq!(
+            retry_delay(FailureKind::Throttled, 3, 0.5),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            retry_delay(FailureKind::Throttled, 1, 0.0),
+            Duration::from_secs(5)
+        );
+        assert_eq!(t(3, 0.0), Duration::from_secs(4), "others keep half");
         let base = |n, d| retry_delay(FailureKind::BaseCredentialsRejected, n, d);
         assert_eq!(base(1, 1.0), RETRY_BASE);
         assert_eq!(base(30, 1.0), BASE_CREDENTIALS_RETRY_CAP);
@@ -259,8 +282,8 @@ mod tests {
     }
 
     #[test]
-    fn the_first_refresh_is_spread_over_most_of_the_lead_by_the_machine() {
-        // 12 h sessions: the lead is 6 h; hosts spread over 90% of it.
+    fn the_first_refresh_is_spread_over_most_of_the_delay_by_the_machine() {
+        // 12 h sessions: the refresh is 6 h in; hosts spread over 90% of it.
         let session = 12 * 60 * MIN;
         assert_eq!(first_refresh_delay(session, 0.0, 0.0), 6 * 60 * MIN);
         assert_eq!(
@@ -268,7 +291,22 @@ mod tests {
             6 * 60 * MIN - 162 * MIN
         );
         let earliest = first_refresh_delay(session, 0.999_999, 0.999_999);
-        assert!(earliest >= 30 * MIN && earliest < 32 * MIN, "{earliest:?}");
+        assert!(earliest >= 35 * MIN && earliest < 36 * MIN, "{earliest:?}");
+        // Short sessions too: never a second call right after a start,
+        // whatever the machine's draw and the jitter.
+        for session in [15 * MIN, HOUR] {
+            for draw in [0.0, 0.5, 0.999_999] {
+                for jitter in [0.0, 0.999_999] {
+                    let first = first_refresh_delay(session, draw, jitter);
+                    let plain = refresh_delay(session, jitter);
+                    let ten_seconds = Duration::from_secs(10);
+                    assert!(
+                        first >= plain / 10 && first > ten_seconds,
+                        "{session:?} {draw} {jitter}: {first:?}"
+                    );
+                }
+            }
+        }
         // Never later than the plain schedule; never spread below 15 min.
         for draw in [0.0, 0.3, 0.9] {
             assert!(first_refresh_delay(HOUR, draw, 0.5) <= refresh_delay(HOUR, 0.5));
