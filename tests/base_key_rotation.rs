@@ -235,6 +235,23 @@ async fn two_keys_stop_the_rotation_with_the_other_named_and_nothing_changed() {
         pending
     );
     assert_eq!(keys_of_user(&moto, &now).await.len(), 2);
+    d.stop();
+
+    // Once the grace period is over (here: the old key made inactive two
+    // hours ago), a start deletes the old key and the journal goes.
+    let journal = dir.path().join("base-key-rotation.json");
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    let at = j["deactivated-at"].as_u64().unwrap();
+    j["deactivated-at"] = (at - 7200).into();
+    std::fs::write(&journal, j.to_string()).unwrap();
+    let d = start_on_file(&proxy.url, dir.path(), &file, &config(&proxy, ""));
+    wait_settled(dir.path(), &d);
+    assert_eq!(
+        keys_of_user(&moto, &now).await,
+        vec![(now.id.clone(), "Active".to_owned())]
+    );
+    assert!(!journal.exists());
 }
 
 #[test]
