@@ -135,15 +135,8 @@ pub fn fleet_draw(machine_id: &str) -> f64 {
     (u64::from_be_bytes(top) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Shortest wait after throttling, whatever the jitter draw: half the
-/// first back-off, as before any spreading.
-pub const THROTTLE_FLOOR: Duration = Duration::from_secs(5);
-
 /// Retry delay after the `failures`-th consecutive failure (1-based), given a
-/// jitter draw in `[0, 1)`: exponential, capped, in `[d/2, d]`; after
-/// throttling in `[THROTTLE_FLOOR, d]` ("full jitter"), so that hosts
-/// throttled together spread their retries over the whole window instead of
-/// its second half.
+/// jitter draw in `[0, 1)`: exponential, capped, in `[d/2, d]`.
 pub fn retry_delay(kind: FailureKind, failures: u32, jitter_draw: f64) -> Duration {
     let (base, cap) = match kind {
         FailureKind::Transient => (RETRY_BASE, RETRY_CAP),
@@ -153,11 +146,7 @@ pub fn retry_delay(kind: FailureKind, failures: u32, jitter_draw: f64) -> Durati
     };
     let exp = failures.saturating_sub(1).min(16);
     let d = base.saturating_mul(1u32 << exp).min(cap);
-    let draw = jitter_draw.clamp(0.0, 1.0);
-    if kind == FailureKind::Throttled {
-        return d.mul_f64(draw).max(THROTTLE_FLOOR);
-    }
-    d / 2 + (d / 2).mul_f64(draw)
+    d / 2 + (d / 2).mul_f64(jitter_draw.clamp(0.0, 1.0))
 }
 
 /// The wait after a failure that came with a `Retry-After`: the endpoint's
