@@ -43,7 +43,11 @@ fn retries_back_off_exponentially_with_jitter_and_a_cap() {
     assert_eq!(t(30, 1.0), RETRY_CAP);
     assert_eq!(retry_delay(FailureKind::Throttled, 1, 1.0), THROTTLE_BASE);
     assert_eq!(retry_delay(FailureKind::Throttled, 10, 1.0), THROTTLE_CAP);
-    assert_eq!(t(3, 0.0), Duration::from_secs(4), "the second half of the window");
+    assert_eq!(
+        t(3, 0.0),
+        Duration::from_secs(4),
+        "the second half of the window"
+    );
     let base = |n, d| retry_delay(FailureKind::BaseCredentialsRejected, n, d);
     assert_eq!(base(1, 1.0), RETRY_BASE);
     assert_eq!(base(30, 1.0), BASE_CREDENTIALS_RETRY_CAP);
