@@ -205,3 +205,89 @@ async fn a_source_that_failed_is_built_again_for_the_next_call() {
     assert!(base.provide_credentials().await.is_err());
     assert_eq!(builds.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn static_keys_are_kept_for_fifteen_minutes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _calls) = counting(dir.path(), None);
+    assert_eq!(key(&base).await, "AKIA0");
+    tokio::time::advance(Duration::from_secs(14 * 60 + 59)).await;
+    assert_eq!(key(&base).await, "AKIA0");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(key(&base).await, "AKIA1");
+}
+
+#[tokio::test]
+async fn credentials_with_six_minutes_left_are_kept_and_with_four_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let six = SystemTime::now() + Duration::from_secs(6 * 60);
+    let (base, calls) = counting(dir.path(), Some(six));
+    key(&base).await;
+    key(&base).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let four = SystemTime::now() + Duration::from_secs(4 * 60);
+    let (base, calls) = counting(dir.path(), Some(four));
+    key(&base).await;
+    key(&base).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_rewrite_that_keeps_size_and_times_is_still_seen() {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("credentials");
+    write_key(&path, "AKIAOLD");
+    let before = std::fs::metadata(&path).unwrap();
+    let base = profile_base(dir.path());
+    assert_eq!(key(&base).await, "AKIAOLD");
+    // Same length, then the old times put back: only the content differs.
+    write_key(&path, "AKIANEW");
+    utimensat(
+        None,
+        &path,
+        &TimeSpec::new(before.atime(), before.atime_nsec()),
+        &TimeSpec::new(before.mtime(), before.mtime_nsec()),
+        UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    assert_eq!(key(&base).await, "AKIANEW");
+}
+
+#[test]
+fn a_named_pipe_in_place_of_a_file_does_not_block_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _calls) = counting(dir.path(), None);
+    nix::unistd::mkfifo(
+        &dir.path().join("credentials"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    // On a thread of its own: a call that blocks fails the test, not the run.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let answered = rt.block_on(base.provide_credentials()).is_ok();
+        let _ = tx.send(answered);
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)),
+        Ok(true),
+        "blocked on the named pipe"
+    );
+}
+
+#[test]
+fn debug_names_the_watched_files() {
+    let base = FreshBase::new(["/a/config".into(), "/a/credentials".into()], || {
+        Credentials::new("AKIAX", "the-secret", None, None, "t")
+    });
+    let shown = format!("{base:?}");
+    assert!(
+        shown.contains("/a/credentials") && !shown.contains("the-secret"),
+        "{shown}"
+    );
+}
