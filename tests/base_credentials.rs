@@ -9,8 +9,6 @@ mod support;
 
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_sdk_sts::config::{BehaviorVersion, Region};
 use support::iam_user::*;
 use support::moto::*;
 use support::*;
@@ -70,25 +68,12 @@ async fn a_key_rewritten_under_a_running_daemon_signs_the_next_assume_role() {
         d.log()
     );
     // The served credentials work at moto, which checks them too.
-    let served = Key {
-        id: after["AccessKeyId"].as_str().unwrap().into(),
-        secret: after["SecretAccessKey"].as_str().unwrap().into(),
-    };
-    let token = after["Token"].as_str().unwrap().to_owned();
-    let with_token = aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                &served.id,
-                &served.secret,
-                Some(token),
-                None,
-                "test",
-            )),
-        )
-        .build();
+    let with_token = static_config(
+        &moto,
+        after["AccessKeyId"].as_str().unwrap(),
+        after["SecretAccessKey"].as_str().unwrap(),
+        after["Token"].as_str().map(str::to_owned),
+    );
     let arn = aws_sdk_sts::Client::new(&with_token)
         .get_caller_identity()
         .send()

@@ -9,30 +9,10 @@ mod support;
 
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_sdk_sts::config::{BehaviorVersion, Region};
 use support::moto::*;
 use support::*;
 
 const TEST_KEY: &str = "testing";
-
-fn static_config(
-    moto: &Moto,
-    key: &str,
-    secret: &str,
-    token: Option<String>,
-) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                key, secret, token, None, "test",
-            )),
-        )
-        .build()
-}
 
 async fn create_role(moto: &Moto, name: &str) {
     let iam = aws_sdk_iam::Client::new(&static_config(moto, TEST_KEY, TEST_KEY, None));

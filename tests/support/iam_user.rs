@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use aws_credential_types::Credentials;
-use aws_sdk_sts::config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use super::moto::Moto;
@@ -25,21 +23,9 @@ pub struct Key {
     pub secret: String,
 }
 
+/// An SDK configuration for moto signed with `key`.
 pub fn sdk(moto: &Moto, key: &Key) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                &key.id,
-                &key.secret,
-                None,
-                None,
-                "test",
-            )),
-        )
-        .build()
+    super::moto::static_config(moto, &key.id, &key.secret, None)
 }
 
 pub fn iam(moto: &Moto, key: &Key) -> aws_sdk_iam::Client {

@@ -79,3 +79,24 @@ fn start_moto_env(env: &[(&str, &str)]) -> Moto {
     }
     moto
 }
+
+/// An SDK configuration for moto signed with `key` and `secret` (and a
+/// session `token`, for temporary credentials).
+pub fn static_config(
+    moto: &Moto,
+    key: &str,
+    secret: &str,
+    token: Option<String>,
+) -> aws_config::SdkConfig {
+    use aws_sdk_sts::config::{BehaviorVersion, Region};
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&moto.url)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(key, secret, token, None, "test"),
+            ),
+        )
+        .build()
+}
