@@ -659,12 +659,14 @@ fn without_session_attributes_none_of_their_fields_is_sent() {
     assert!(sent.is_empty(), "sent {sent:?} in {form:?}");
 }
 
-#[test]
-fn a_packed_policy_too_large_keeps_stss_message_and_names_the_keys_to_shorten() {
-    let sts = FakeSts::start(Mode::Error {
-        status: 400,
-        code: "PackedPolicyTooLarge",
-    });
+/// A daemon with every session attribute set, against an STS that
+/// refuses with `code`: the fake, the state directory, the daemon and its
+/// first failure line.
+fn refused_with_attributes(
+    status: u16,
+    code: &'static str,
+) -> (FakeSts, tempfile::TempDir, Daemon, String) {
+    let sts = FakeSts::start(Mode::Error { status, code });
     let dir = temp_dir();
     let config = attributes_config(dir.path());
     let d = start_daemon_with_base_credentials(
@@ -672,6 +674,12 @@ fn a_packed_policy_too_large_keeps_stss_message_and_names_the_keys_to_shorten() 
         &[&sts_args(&sts.url(), true)[..], &["--config", &config]].concat(),
     );
     let line = failure_line(&d);
+    (sts, dir, d, line)
+}
+
+#[test]
+fn a_packed_policy_too_large_keeps_stss_message_and_names_the_keys_to_shorten() {
+    let (_sts, dir, _d, line) = refused_with_attributes(400, "PackedPolicyTooLarge");
     assert!(line.contains("\"kind\":\"Fatal\""), "{line}");
     let status = status_json(dir.path());
     let cause = status["last-error"].as_str().unwrap();
@@ -686,17 +694,7 @@ fn a_packed_policy_too_large_keeps_stss_message_and_names_the_keys_to_shorten() 
 
 #[test]
 fn access_denied_with_tags_and_a_source_identity_names_the_trust_policys_actions() {
-    let sts = FakeSts::start(Mode::Error {
-        status: 403,
-        code: "AccessDenied",
-    });
-    let dir = temp_dir();
-    let config = attributes_config(dir.path());
-    let d = start_daemon_with_base_credentials(
-        dir.path(),
-        &[&sts_args(&sts.url(), true)[..], &["--config", &config]].concat(),
-    );
-    let line = failure_line(&d);
+    let (_sts, _dir, _d, line) = refused_with_attributes(403, "AccessDenied");
     assert!(
         line.contains("must also allow sts:TagSession and sts:SetSourceIdentity"),
         "{line}"
