@@ -88,8 +88,13 @@ impl KeyFile {
     /// The file and profile the SDK reads the base key from.
     pub fn from_env() -> KeyFile {
         let [_, path] = crate::credentials::issuer::sts::profile_files();
-        let profile = std::env::var("AWS_PROFILE")
-            .ok()
+        KeyFile::for_profile(path, std::env::var("AWS_PROFILE").ok())
+    }
+
+    /// `path` and the profile `AWS_PROFILE` names (`env_profile`), or
+    /// `default` when it is unset or blank.
+    pub fn for_profile(path: PathBuf, env_profile: Option<String>) -> KeyFile {
+        let profile = env_profile
             .filter(|p| !p.trim().is_empty())
             .unwrap_or_else(|| "default".to_owned());
         KeyFile { path, profile }

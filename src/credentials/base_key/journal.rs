@@ -160,6 +160,25 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_that_cannot_be_opened_is_an_error_not_an_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        std::os::unix::fs::symlink(&path, &path).unwrap();
+        let e = Journal::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("base-key-rotation.json: "), "{e}");
+    }
+
+    #[test]
+    fn a_journal_of_exactly_the_limit_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text =
+            br#"{"old":"AKIAOLD","new":null,"started":1,"deactivated-at":null}"#.to_vec();
+        text.resize(MAX_BYTES as usize, b' ');
+        std::fs::write(dir.path().join(JOURNAL_FILE), text).unwrap();
+        assert!(Journal::load(dir.path()).unwrap().is_some());
+    }
+
+    #[test]
     fn a_corrupt_or_huge_journal_is_named_not_guessed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(JOURNAL_FILE), "{\"old\":").unwrap();

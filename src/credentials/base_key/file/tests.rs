@@ -71,6 +71,16 @@ fn a_profile_without_a_user_key_is_refused_and_left_alone() {
         (FILE, "missing", "profile missing has no aws_access_key_id"),
         ("[default]\naws_access_key_id = A\n", "default", "has no"),
         (
+            "[default]\naws_access_key_id =\naws_secret_access_key = s\n",
+            "default",
+            "has no",
+        ),
+        (
+            "[default]\naws_access_key_id = A\naws_secret_access_key =\n",
+            "default",
+            "has no",
+        ),
+        (
             "[default]\naws_access_key_id=ASIA1\naws_secret_access_key=s\naws_session_token=t\n",
             "default",
             "temporary credentials",
@@ -79,10 +89,12 @@ fn a_profile_without_a_user_key_is_refused_and_left_alone() {
         let (_d, f) = file_with(text, profile);
         let e = f.read().unwrap_err().to_string();
         assert!(e.contains(says), "{e}");
-        if !text.contains("session_token") {
+        // A profile that lacks one of the two lines is not written either;
+        // one with an empty value has both lines, which a write fills.
+        if !text.contains("session_token") && !text.contains("=\n") {
             assert!(f.write(&key("AKIANEW", "s")).is_err());
+            assert_eq!(std::fs::read_to_string(&f.path).unwrap(), text);
         }
-        assert_eq!(std::fs::read_to_string(&f.path).unwrap(), text);
     }
 }
 
@@ -106,4 +118,12 @@ fn the_secret_never_reaches_debug_output() {
         shown.contains("AKIANEW") && !shown.contains("very-secret"),
         "{shown}"
     );
+}
+
+#[test]
+fn the_profile_is_aws_profile_unless_unset_or_blank() {
+    let p = |v: Option<&str>| KeyFile::for_profile("/f".into(), v.map(str::to_owned)).profile;
+    assert_eq!(p(Some("host")), "host");
+    assert_eq!(p(None), "default");
+    assert_eq!(p(Some("  ")), "default");
 }
