@@ -107,6 +107,11 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The time `s` whole seconds after the Unix epoch.
+pub fn from_unix_seconds(s: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+}
+
 /// `2026-11-23T00:00:00Z`: whole seconds, UTC, `Z` suffix, the shape every
 /// SDK's IMDS credentials parser accepts.
 pub fn rfc3339_seconds(t: SystemTime) -> String {

@@ -15,14 +15,14 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use crate::atomicfile;
-use crate::clock::unix_seconds;
+use crate::clock::{from_unix_seconds, unix_seconds};
 use crate::credentials::snapshot::Served;
 use crate::credentials::Credentials;
 use crate::role::Association;
@@ -68,10 +68,6 @@ pub struct CredentialStore {
     dir: PathBuf,
     issuer: &'static str,
     session_attributes: String,
-}
-
-fn at(unix: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(unix)
 }
 
 impl CredentialStore {
@@ -138,10 +134,10 @@ impl CredentialStore {
                 access_key_id: stored.access_key_id,
                 secret_access_key: stored.secret_access_key,
                 session_token: stored.session_token,
-                expiration: at(stored.expiration),
-                last_updated: at(stored.last_updated),
+                expiration: from_unix_seconds(stored.expiration),
+                last_updated: from_unix_seconds(stored.last_updated),
             },
-            next_refresh: at(stored.next_refresh),
+            next_refresh: from_unix_seconds(stored.next_refresh),
         }))
     }
 

@@ -144,9 +144,7 @@ pub async fn credential_source(
                 settings.state_dir.clone(),
                 base.clone(),
                 RotationPolicy {
-                    grace: settings.base_key.grace,
-                    delete_inactive: settings.base_key.delete_inactive,
-                    max_age: settings.base_key.max_age,
+                    settings: settings.base_key.clone(),
                     verify_within: VERIFY_WITHIN,
                     verify_every: VERIFY_EVERY,
                 },

@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use self::file::{KeyFile, KeyFileError};
 use self::iam::{CallError, Calls, Listed};
 use self::journal::{JournalError, Record};
-use crate::clock::SharedClock;
+use crate::clock::{from_unix_seconds, rfc3339_seconds, unix_seconds, SharedClock};
 use crate::credentials::issuer::sts::BaseCredentials;
 
 pub use self::task::run;
@@ -44,15 +44,23 @@ pub const VERIFY_WITHIN: Duration = Duration::from_secs(60);
 /// How often a new key is tried meanwhile.
 pub const VERIFY_EVERY: Duration = Duration::from_secs(2);
 
-/// The rotation settings.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// How long the old key stays (inactive) before it is deleted.
-    pub grace: Duration,
-    /// Delete an inactive second key that is in the way.
-    pub delete_inactive: bool,
+/// When and how the base key is rotated: the `base-key-*` configuration
+/// keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseKeySettings {
     /// Rotate on its own once the key is this old.
     pub max_age: Option<Duration>,
+    /// How long the old key stays, inactive, before it is deleted.
+    pub grace: Duration,
+    /// Delete an inactive second key that stands in the way.
+    pub delete_inactive: bool,
+}
+
+/// The rotation settings, and how a new key is tried.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// As configured.
+    pub settings: BaseKeySettings,
     /// See [`VERIFY_WITHIN`].
     pub verify_within: Duration,
     /// See [`VERIFY_EVERY`].
@@ -160,14 +168,6 @@ impl std::fmt::Debug for Rotator {
     }
 }
 
-fn unix(t: SystemTime) -> u64 {
-    crate::clock::unix_seconds(t)
-}
-
-fn from_unix(s: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(s)
-}
-
 impl Rotator {
     /// A rotator of `file`'s key, calling IAM and STS as `calls` says.
     pub fn new(
@@ -192,7 +192,7 @@ impl Rotator {
 
     /// The base key as `status` shows it.
     pub fn status(&self) -> BaseKeyStatus {
-        let stamp = |s: u64| crate::clock::rfc3339_seconds(from_unix(s));
+        let stamp = |s: u64| rfc3339_seconds(from_unix_seconds(s));
         // Until the next call loads it again (after a rotation), the key
         // in use is the file's.
         let key = self
@@ -207,7 +207,7 @@ impl Rotator {
                 Some(at) => format!(
                     "old key {} inactive, deleted at {}",
                     j.old,
-                    stamp(at + self.policy.grace.as_secs())
+                    stamp(at + self.policy.settings.grace.as_secs())
                 ),
                 None => format!(
                     "rotation from {} unfinished, resumed at the next start or rotation",
@@ -222,7 +222,7 @@ impl Rotator {
             age_days: record
                 .as_ref()
                 .and_then(|r| r.created)
-                .map(|c| unix(self.clock.now()).saturating_sub(c) / 86_400),
+                .map(|c| unix_seconds(self.clock.now()).saturating_sub(c) / 86_400),
             last_rotation: record.as_ref().and_then(|r| r.last_rotation).map(stamp),
             pending,
         }
@@ -235,7 +235,7 @@ impl Rotator {
             state: if other.active { "active" } else { "inactive" },
             created: other
                 .created
-                .map(|c| format!(", created {}", crate::clock::rfc3339_seconds(c)))
+                .map(|c| format!(", created {}", rfc3339_seconds(c)))
                 .unwrap_or_default(),
             hint: if other.active {
                 ""

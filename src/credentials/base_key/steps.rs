@@ -4,7 +4,8 @@ use aws_credential_types::provider::ProvideCredentials;
 
 use super::file::AccessKey;
 use super::journal::{Journal, Record};
-use super::{from_unix, unix, Rotated, RotationError, Rotator};
+use super::{Rotated, RotationError, Rotator};
+use crate::clock::{from_unix_seconds, unix_seconds};
 
 impl Rotator {
     /// Rotates the key now (after finishing or undoing an unfinished
@@ -48,7 +49,7 @@ impl Rotator {
             .iter()
             .filter(|k| k.id != current.id)
         {
-            if other.active || !self.policy.delete_inactive {
+            if other.active || !self.policy.settings.delete_inactive {
                 return Err(self.two_keys(other));
             }
             self.calls.delete(&current, &other.id).await?;
@@ -59,7 +60,7 @@ impl Rotator {
         let mut journal = Journal {
             old: current.id.clone(),
             new: None,
-            started: unix(self.clock.now()),
+            started: unix_seconds(self.clock.now()),
             deactivated_at: None,
         };
         journal.save(&self.state_dir)?;
@@ -94,7 +95,7 @@ impl Rotator {
             return Err(e.into());
         }
         self.base.forget();
-        let now = unix(self.clock.now());
+        let now = unix_seconds(self.clock.now());
         Record {
             key: new.id.clone(),
             created: Some(now),
@@ -109,7 +110,8 @@ impl Rotator {
         Ok(Rotated {
             old: current.id,
             new: new.id,
-            old_deleted_at: from_unix(journal.deactivated_at.unwrap_or(now)) + self.policy.grace,
+            old_deleted_at: from_unix_seconds(journal.deactivated_at.unwrap_or(now))
+                + self.policy.settings.grace,
             warning,
         })
     }
@@ -127,12 +129,12 @@ impl Rotator {
     async fn retire(&self, new: &AccessKey, journal: &mut Journal) -> Result<(), RotationError> {
         if journal.deactivated_at.is_none() {
             self.calls.deactivate(new, &journal.old).await?;
-            journal.deactivated_at = Some(unix(self.clock.now()));
+            journal.deactivated_at = Some(unix_seconds(self.clock.now()));
             journal.save(&self.state_dir)?;
             tracing::info!(key = %journal.old, "base key rotation: the old key is inactive");
         }
-        let due = journal.deactivated_at.unwrap_or_default() + self.policy.grace.as_secs();
-        if unix(self.clock.now()) >= due {
+        let due = journal.deactivated_at.unwrap_or_default() + self.policy.settings.grace.as_secs();
+        if unix_seconds(self.clock.now()) >= due {
             self.calls.delete(new, &journal.old).await?;
             Journal::clear(&self.state_dir)?;
             tracing::info!(key = %journal.old, "base key rotation: the old key is deleted");
@@ -184,6 +186,6 @@ impl Rotator {
         self.retire(&in_file, &mut journal).await?;
         Ok(Journal::load(&self.state_dir)?
             .and_then(|j| j.deactivated_at)
-            .map(|at| from_unix(at) + self.policy.grace))
+            .map(|at| from_unix_seconds(at) + self.policy.settings.grace))
     }
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::journal::Record;
-use super::{unix, Rotator};
+use super::Rotator;
+use crate::clock::{from_unix_seconds, unix_seconds};
 
 /// Wait after a failed resumption or scheduled rotation.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3600);
@@ -35,7 +36,7 @@ pub async fn run(rotator: Arc<Rotator>, stop: CancellationToken) {
                         not_before = now + RETRY_AFTER_FAILURE;
                     }
                 }
-                if let Some(max_age) = rotator.policy.max_age {
+                if let Some(max_age) = rotator.policy.settings.max_age {
                     match rotator.key_created().await {
                         Ok(created) => rotate_at = Some(created + max_age),
                         Err(e) => {
@@ -83,7 +84,7 @@ impl Rotator {
             ..
         }) = Record::load(&self.state_dir)?.filter(|r| r.key == key.id)
         {
-            return Ok(super::from_unix(created));
+            return Ok(from_unix_seconds(created));
         }
         let listed = self.calls.list(&key).await?;
         let created = listed
@@ -93,7 +94,7 @@ impl Rotator {
             .unwrap_or_else(|| self.clock.now());
         Record {
             key: key.id,
-            created: Some(unix(created)),
+            created: Some(unix_seconds(created)),
             last_rotation: None,
         }
         .save(&self.state_dir)?;

@@ -2,6 +2,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::clock::from_unix_seconds as at;
 use crate::role::RoleArn;
 
 fn assoc(role: &str) -> Association {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{invalid, ConfigError, FileConfig, IssuerKind};
+pub use crate::credentials::base_key::BaseKeySettings;
 
 /// The old key's grace period when not configured.
 pub const DEFAULT_GRACE_MINUTES: u64 = 60;
@@ -12,17 +13,6 @@ pub const DEFAULT_GRACE_MINUTES: u64 = 60;
 pub const MAX_GRACE_MINUTES: u64 = 7 * 24 * 60;
 /// Longest schedule: ten years.
 pub const MAX_AGE_DAYS: u64 = 3650;
-
-/// How the base key is rotated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseKeySettings {
-    /// Rotate on its own once the key is this old.
-    pub max_age: Option<Duration>,
-    /// How long the old key stays, inactive, before it is deleted.
-    pub grace: Duration,
-    /// Delete an inactive second key that stands in the way.
-    pub delete_inactive: bool,
-}
 
 impl Default for BaseKeySettings {
     fn default() -> Self {
