@@ -125,18 +125,18 @@ pub struct Association {
 /// Largest `RoleSessionName` STS accepts.
 pub const MAX_SESSION_NAME_LEN: usize = 64;
 
+/// A character STS takes in a role session name and in a source identity:
+/// `[\w+=,.@-]`.
+pub fn sts_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
+}
+
 /// Makes a string acceptable to STS as a role session name: characters
 /// outside `[\w+=,.@-]` become `-`, length 2 to 64.
 pub fn sanitize_session_name(raw: &str) -> String {
     let mut s: String = raw
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if sts_name_char(c) { c } else { '-' })
         .take(MAX_SESSION_NAME_LEN)
         .collect();
     while s.len() < 2 {
@@ -153,10 +153,7 @@ pub fn validate_session_name(s: &str) -> Result<(), String> {
             s.len()
         ));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c)))
-    {
+    if let Some(c) = s.chars().find(|c| !sts_name_char(*c)) {
         return Err(format!(
             "session name may only contain letters, digits and _+=,.@- (found {c:?})"
         ));

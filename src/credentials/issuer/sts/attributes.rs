@@ -130,17 +130,13 @@ pub fn check_source_identity(value: &str, template: &str) -> Result<(), String> 
             shown(value, template)
         ));
     }
-    if let Some(c) = value.chars().find(|c| !source_identity_char(*c)) {
+    if let Some(c) = value.chars().find(|c| !crate::role::sts_name_char(*c)) {
         return Err(format!(
             "{} contains {c:?}; STS takes letters A-Z and a-z, digits and _+=,.@-",
             shown(value, template)
         ));
     }
     Ok(())
-}
-
-fn source_identity_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 
 fn starts_with_reserved(s: &str) -> bool {
@@ -249,7 +245,9 @@ pub fn check_policy_arns(arns: &[String]) -> Result<(), String> {
                     && resource.strip_prefix("policy/").is_some_and(|name| {
                         !name.is_empty()
                             && !name.ends_with('/')
-                            && name.chars().all(|c| source_identity_char(c) || c == '/')
+                            && name
+                                .chars()
+                                .all(|c| crate::role::sts_name_char(c) || c == '/')
                     })
             }
             _ => false,
