@@ -302,13 +302,7 @@ async fn two_keys_stop_the_rotation_with_the_other_named_and_nothing_changed() {
 
 #[test]
 fn only_root_the_admin_group_or_the_daemons_user_may_rotate() {
-    use std::os::unix::fs::PermissionsExt;
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test switches to uid 65534 with setpriv and must run as root (CI does)"
-    );
-    let dir = temp_dir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = open_temp_dir();
     let d = start_demo_daemon(dir.path());
     // The local issuer has no base key: a clear refusal, not a crash.
     let out = rotate(dir.path());
@@ -316,13 +310,7 @@ fn only_root_the_admin_group_or_the_daemons_user_may_rotate() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("issuer = \"sts\" only"), "{err}");
     // Another user is refused before anything is looked at.
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_hostrole"))
-        .args(["rotate-base-key", "--control-socket"])
-        .arg(control_socket(dir.path()))
-        .output()
-        .unwrap();
+    let out = client_as_nobody(dir.path(), &["rotate-base-key"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(77), "{err}");
     assert!(

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -214,24 +212,10 @@ fn a_persisted_association_and_earlier_tokens_survive_a_restart() {
 
 #[test]
 fn the_control_socket_refuses_changes_from_an_unprivileged_user() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test switches to uid 65534 with setpriv and must run as root (CI does)"
-    );
-    let dir = temp_dir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = open_temp_dir();
     let d = start_daemon(dir.path(), &["--issuer", "local"]);
     ok(client(dir.path(), &["associate", ROLE_ARN]));
-    let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_hostrole"))
-            .args(args)
-            .arg("--control-socket")
-            .arg(control_socket(dir.path()))
-            .output()
-            .expect("setpriv (util-linux)")
-    };
+    let as_nobody = |args: &[&str]| client_as_nobody(dir.path(), args);
     for args in [
         &["disassociate"][..],
         &["replace", OTHER_ARN],

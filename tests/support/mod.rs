@@ -205,6 +205,32 @@ pub fn client(state_dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("run hostrole client")
 }
 
+/// As [`client`], run as uid and gid 65534 with no supplementary groups
+/// (the state directory must let that user through: [`open_temp_dir`]).
+pub fn client_as_nobody(state_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_hostrole"))
+        .args(args)
+        .arg("--control-socket")
+        .arg(control_socket(state_dir))
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+/// A temporary directory another user may pass through (0755), for tests
+/// that act as uid 65534 with setpriv, which only root may do.
+pub fn open_temp_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test switches to uid 65534 with setpriv and must run as root (CI does)"
+    );
+    let dir = temp_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 fn json_field(line: &str, key: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     v.get("fields")?.get(key)?.as_str().map(str::to_owned)
