@@ -32,6 +32,7 @@ use crate::credentials::refresh::{RefresherHandle, Snapshot};
 use crate::logbudget::LogBudget;
 use crate::metrics::Metrics;
 use crate::net::accept::{accept_until, take_queued};
+use crate::net::listen;
 use crate::net::peer::{tcp_socket_owner, SocketOwner};
 use crate::net::slots::{Holder, Slot, Slots, EVICT_GRACE};
 
@@ -147,7 +148,7 @@ impl App {
 pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, io::Error)> {
     let mut out = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        out.push(TcpListener::bind(addr).await.map_err(|e| (*addr, e))?);
+        out.push(listen::bind(*addr).map_err(|e| (*addr, e))?);
     }
     Ok(out)
 }
@@ -192,8 +193,13 @@ async fn listen(
         .max_buf_size(MAX_REQUEST_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
-    let mut serve = |stream, addr| {
-        if let Some(admitted) = admit(stream, addr, &slots, &app.full) {
+    let nodelay_inherited = listen::nodelay_for_accepted(&listener);
+    let local = listen::fixed_local_addr(&listener);
+    let mut serve = |stream: TcpStream, addr| {
+        if !nodelay_inherited {
+            let _ = stream.set_nodelay(true);
+        }
+        if let Some(admitted) = admit(stream, addr, local, &slots, &app.full) {
             tasks.spawn(serve_connection(
                 admitted,
                 app.clone(),
@@ -221,10 +227,14 @@ struct Admitted {
 fn admit(
     mut stream: TcpStream,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     slots: &Arc<Slots>,
     log: &LogBudget,
 ) -> Option<Admitted> {
-    let local = stream.local_addr().ok()?;
+    let local = match local {
+        Some(local) => local,
+        None => stream.local_addr().ok()?,
+    };
     // One exact kernel query (sock_diag) for the caller's socket: the key
     // of its slot, and its uid for the allow-list.
     let owner = match tcp_socket_owner(peer, local) {
@@ -276,7 +286,6 @@ async fn serve_connection(
         owner,
         slot,
     } = admitted;
-    let _ = stream.set_nodelay(true);
     let open = app.metrics.connection_opened();
     let caller = app.caller(addr, local, owner).await;
     let evict = slot.evict.clone();

@@ -1,9 +1,10 @@
 //! Socket plumbing shared by every listener: the accept loop ([`accept`]),
-//! who is at the other end of a connection ([`peer`] for TCP,
-//! [`peergroups`] for Unix sockets), and bounded
+//! TCP listeners ([`listen`]), who is at the other end of a connection
+//! ([`peer`] for TCP, [`peergroups`] for Unix sockets), and bounded
 //! connection slots ([`slots`]).
 
 pub mod accept;
+pub mod listen;
 mod netlink;
 pub mod peer;
 pub mod peergroups;
