@@ -98,7 +98,7 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ("75", "Another daemon holds the state directory."),
     (
         "77",
-        "Permission denied: changing the role needs root, the daemon's own user or admin-group.",
+        "Permission denied: changing the role, or the container endpoint's tokens, needs root, the daemon's own user or admin-group.",
     ),
     (
         "78",
@@ -118,6 +118,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     (
         "hostrole status",
         "The role, the served key's expiry, the last error and the socket that answered.",
+    ),
+    (
+        "sudo hostrole container-token create web --expires 90d",
+        "A token for the container endpoint's consumer web, printed once.",
     ),
     (
         "systemctl --user enable --now hostrole",
@@ -164,11 +168,20 @@ fn man_pages(cmd: &clap::Command, dir: &Path) -> std::io::Result<()> {
         .filter(|s| !s.is_hide_set() && s.get_name() != "help")
         .cloned()
         .collect();
+    // A page per command, and per command of a command
+    // (hostrole-container-token-create(1)), as the subcommand lists name them.
     let mut pages = vec![cmd.get_name().to_owned()];
-    pages.extend(
-        subs.iter()
-            .map(|s| format!("{}-{}", cmd.get_name(), s.get_name())),
-    );
+    let mut nested = Vec::new();
+    for sub in &subs {
+        let name = format!("{}-{}", cmd.get_name(), sub.get_name());
+        pages.push(name.clone());
+        for inner in sub.get_subcommands().filter(|s| s.get_name() != "help") {
+            let bin = format!("{} {} {}", cmd.get_name(), sub.get_name(), inner.get_name());
+            let page = format!("{name}-{}", inner.get_name());
+            pages.push(page.clone());
+            nested.push((page, bin, inner.clone()));
+        }
+    }
     // The top page lists the commands, but not `help`, which has no page.
     std::fs::write(
         dir.join(format!("{}.1", cmd.get_name())),
@@ -179,8 +192,17 @@ fn man_pages(cmd: &clap::Command, dir: &Path) -> std::io::Result<()> {
         // The page is hostrole-serve(1); its synopsis reads "hostrole serve".
         let bin: &'static str = format!("{} {}", cmd.get_name(), sub.get_name()).leak();
         let title: &'static str = name.clone().leak();
-        let sub = sub.name(title).bin_name(bin);
+        let sub = without_help(sub.name(title).bin_name(bin));
         std::fs::write(dir.join(format!("{name}.1")), render(&sub, &name, &pages)?)?;
+    }
+    for (page, bin, inner) in nested {
+        let title: &'static str = page.clone().leak();
+        let bin: &'static str = bin.leak();
+        let inner = inner.name(title).bin_name(bin);
+        std::fs::write(
+            dir.join(format!("{page}.1")),
+            render(&inner, &page, &pages)?,
+        )?;
     }
     std::fs::write(dir.join("hostrole.toml.5"), config_page())
 }

@@ -1,12 +1,15 @@
 //! Private files written whole or not at all: a temporary file created
 //! fresh (never through a symbolic link, mode 0600), synced, renamed over
 //! the target, and the directory synced, so that a crash or a full disk
-//! leaves either the old file or the new one, never a torn one.
+//! leaves either the old file or the new one, never a torn one; and read
+//! back only when they are still private.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
 use std::path::Path;
+use zeroize::Zeroizing;
 
 /// Replaces `dir/name` with `body`, atomically and durably.
 pub fn write_private(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
@@ -51,6 +54,42 @@ fn write(dir: &Path, name: &str, body: &[u8], owner: Option<(u32, u32)>) -> io::
         return Err(e);
     }
     sync_dir(dir)
+}
+
+/// Reads `path` if it is a regular file owned by this process's user that
+/// no one else may read or write, and not over `max` bytes.
+pub fn read_private(path: &Path, max: u64) -> io::Result<Zeroizing<Vec<u8>>> {
+    let refuse = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => refuse("a symbolic link, not followed".into()),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(refuse(format!("owned by uid {}, not {euid}", meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(refuse(format!(
+            "mode {:o}: others may read or write it",
+            meta.mode() & 0o777
+        )));
+    }
+    if meta.len() > max {
+        return Err(refuse(format!("larger than {max} bytes")));
+    }
+    // Never more than the size checked, should the file grow meanwhile
+    // (what is read then fails to parse).
+    let mut bytes = Zeroizing::new(Vec::with_capacity(max as usize));
+    file.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Removes `dir/name` durably; a file that is not there is not an error.

@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::association::control;
 use crate::daemon::config;
+mod container_token;
 mod serve;
+pub use container_token::{ContainerTokenArgs, TokenAction};
 pub use serve::ServeArgs;
 
 use crate::daemon::exit::{EX_CONFIG, EX_IOERR, EX_NOPERM, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
@@ -45,6 +47,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Replace the base IAM user's access key in its credentials file with a new one (issuer sts).
     RotateBaseKey(ClientArgs),
+    /// Manage the tokens of the container credentials endpoint's consumers.
+    ContainerToken(ContainerTokenArgs),
 }
 
 /// Options shared by the client commands.
@@ -135,6 +139,7 @@ pub fn main() -> ExitCode {
         Command::Disassociate(args) => change(control::Request::Disassociate, &args),
         Command::Status(args) => status(&args),
         Command::RotateBaseKey(args) => rotate_base_key(&args),
+        Command::ContainerToken(args) => container_token::run(args),
     }
 }
 

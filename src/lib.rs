@@ -10,6 +10,7 @@
 //!   snapshot; tokens, caller identity and the HTTP server around it;
 //! - [`association`]: the one service that changes the role, the control
 //!   socket that drives it, and the state file that keeps it;
+//! - [`consumers`]: the container endpoint's callers and their tokens;
 //! - [`daemon`]: configuration, paths, exit codes, systemd, and the wiring
 //!   of all the above; [`cli`] is the command line over it.
 //! - [`net`], [`metrics`], [`clock`], [`logbudget`], [`atomicfile`]: shared
@@ -21,6 +22,7 @@ pub mod association;
 pub mod atomicfile;
 pub mod cli;
 pub mod clock;
+pub mod consumers;
 pub mod credentials;
 pub mod daemon;
 pub mod endpoint;

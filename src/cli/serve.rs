@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Address to listen on, repeatable [default: 127.0.0.1:1338].
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
+    /// Serve the container credentials endpoint (/v1/credentials) on this address too, repeatable [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub container_listen: Vec<String>,
     /// The role to assume, e.g. arn:aws:iam::123456789012:role/demo.
     #[arg(long, value_name = "ARN")]
     pub role_arn: Option<String>,
@@ -103,6 +106,11 @@ impl ServeArgs {
             .iter()
             .map(|a| config::flag("listen", Some(a)).map(Option::unwrap))
             .collect::<Result<Vec<_>, _>>()?;
+        let container_listen = self
+            .container_listen
+            .iter()
+            .map(|a| config::flag("container-listen", Some(a)).map(Option::unwrap))
+            .collect::<Result<Vec<_>, _>>()?;
         let hop_limit = self
             .hop_limit
             .map(|h| {
@@ -120,6 +128,7 @@ impl ServeArgs {
             .transpose()?;
         Ok(FileConfig {
             listen: (!listen.is_empty()).then_some(listen),
+            container_listen: (!container_listen.is_empty()).then_some(container_listen),
             role_arn: config::flag("role-arn", self.role_arn.as_deref())?,
             external_id: self.external_id.clone(),
             session_name: self.session_name.clone(),

@@ -10,10 +10,8 @@
 //! credentials expire and when the role can no longer be assumed. Writes
 //! happen on a blocking thread, in order, off the refresher's path.
 
-use std::fs::OpenOptions;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -98,7 +96,7 @@ impl CredentialStore {
     /// wipes it.
     pub fn load(&self, association: &Association) -> Result<Option<Restored>, String> {
         let path = self.path();
-        let bytes = match read_private(&path) {
+        let bytes = match atomicfile::read_private(&path, MAX_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.to_string()),
@@ -174,42 +172,6 @@ impl CredentialStore {
     pub fn wipe(&self) -> io::Result<()> {
         atomicfile::remove(&self.dir, CREDENTIALS_FILE)
     }
-}
-
-/// Reads `path` if it is a regular file owned by this process's user that
-/// no one else may read or write, and not over [`MAX_BYTES`].
-fn read_private(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
-    let refuse = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => refuse("a symbolic link, not followed".into()),
-            _ => e,
-        })?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(refuse("not a regular file".into()));
-    }
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != euid {
-        return Err(refuse(format!("owned by uid {}, not {euid}", meta.uid())));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(refuse(format!(
-            "mode {:o}: others may read or write it",
-            meta.mode() & 0o777
-        )));
-    }
-    if meta.len() > MAX_BYTES {
-        return Err(refuse(format!("larger than {MAX_BYTES} bytes")));
-    }
-    // Never more than the size checked, should the file grow meanwhile
-    // (what is read then fails to parse).
-    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_BYTES as usize));
-    file.take(MAX_BYTES).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// What the refresher asks the writer to do.

@@ -40,6 +40,9 @@ pub enum DaemonError {
         #[source]
         source: io::Error,
     },
+    /// The container endpoint's token file cannot be read.
+    #[error(transparent)]
+    ConsumerTokens(#[from] crate::consumers::ConsumerError),
     /// The state directory's lock or association file.
     #[error(transparent)]
     State(#[from] StateError),
@@ -64,7 +67,9 @@ impl DaemonError {
             DaemonError::NoRegion | DaemonError::Sts(_) => EX_CONFIG,
             DaemonError::StateDir { .. } | DaemonError::TokenKey(_) => EX_CANTCREAT,
             DaemonError::Bind { .. } | DaemonError::Activation(_) => EX_UNAVAILABLE,
-            DaemonError::State(StateError::Corrupt { .. }) => EX_CONFIG,
+            DaemonError::State(StateError::Corrupt { .. }) | DaemonError::ConsumerTokens(_) => {
+                EX_CONFIG
+            }
             DaemonError::State(StateError::Locked { .. }) => EX_TEMPFAIL,
             DaemonError::State(_) | DaemonError::ControlSocket { .. } => EX_CANTCREAT,
         }

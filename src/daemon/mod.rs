@@ -35,6 +35,7 @@ use crate::association::control::server::{self as control, Control};
 use crate::association::service::AssociationService;
 use crate::association::state;
 use crate::clock::{SharedClock, SystemClock};
+use crate::consumers::ConsumerTokens;
 use crate::credentials::issuer::CredentialSource;
 use crate::credentials::refresh;
 use crate::daemon::config::Settings;
@@ -45,7 +46,7 @@ use crate::endpoint::identity::{
     default_availability_zone, host_seed, instance_id_from_seed, InstanceIdentity,
 };
 use crate::endpoint::imds::Endpoint;
-use crate::endpoint::server::{self, App};
+use crate::endpoint::server::{self, App, Serves};
 use crate::endpoint::token::TokenAuthority;
 use crate::metrics::{self, Instrumented, Metrics};
 
@@ -72,6 +73,7 @@ pub async fn run(
     setup::prepare_state_dir(&settings.state_dir)?;
     let _lock = state::lock(&settings.state_dir)?;
     let tokens = TokenAuthority::load_or_create(&settings.state_dir, clock.clone())?;
+    let consumers = Arc::new(ConsumerTokens::load(&settings.state_dir, clock.clone())?);
     let association =
         AssociationService::at_start(&settings.state_dir, settings.association.as_ref())?;
     let region = setup::region(&settings).await?;
@@ -86,18 +88,31 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let source: Arc<dyn CredentialSource> = Arc::new(Instrumented::new(source, metrics.clone()));
 
-    let listeners = match systemd::activated_listeners().map_err(DaemonError::Activation)? {
-        Some(l) => l,
-        None => server::bind_all(&settings.listen)
-            .await
-            .map_err(|(addr, source)| DaemonError::Bind {
-                addr,
-                set_by: settings
-                    .listen_origin
-                    .describe("listen", settings.config_path.as_deref()),
-                source,
-            })?,
+    let bind = |addrs: &[std::net::SocketAddr], key: &str, origin: &config::Origin| {
+        server::bind_all(addrs).map_err(|(addr, source)| DaemonError::Bind {
+            addr,
+            set_by: origin.describe(key, settings.config_path.as_deref()),
+            source,
+        })
     };
+    let imds_listeners = match systemd::activated_listeners().map_err(DaemonError::Activation)? {
+        Some(l) => l,
+        None => bind(&settings.listen, "listen", &settings.listen_origin)?,
+    };
+    let container_listeners = bind(
+        &settings.container_listen,
+        "container-listen",
+        &settings.container_listen_origin,
+    )?;
+    let listeners: Vec<_> = imds_listeners
+        .into_iter()
+        .map(|l| (l, Serves::Imds))
+        .chain(
+            container_listeners
+                .into_iter()
+                .map(|l| (l, Serves::Container)),
+        )
+        .collect();
     let metrics_listener = match settings.metrics_listen {
         Some(addr) => Some(metrics::bind(addr).await.map_err(|source| {
             DaemonError::Bind {
@@ -163,6 +178,7 @@ pub async fn run(
         metrics: metrics.clone(),
         refusals: Default::default(),
         rotator: rotator.clone(),
+        consumers: consumers.clone(),
     });
     if let Some(rotator) = rotator {
         tasks.spawn(crate::credentials::base_key::run(rotator, stop.clone()));
@@ -214,6 +230,7 @@ pub async fn run(
         groups: Default::default(),
         refusals: Default::default(),
         full: Default::default(),
+        consumers,
     });
     {
         let stop = stop.clone();

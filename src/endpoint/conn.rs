@@ -20,6 +20,8 @@ pub struct Conn {
     pub caller: Caller,
     /// The owner of the caller's socket, when the caller is on this host.
     pub owner: Option<SocketOwner>,
+    /// What the listener it came through serves.
+    pub serves: Serves,
     /// The socket, to set its TTL (see [`Conn::lock_hop_limit`]).
     fd: RawFd,
     /// Our end is an IPv6 socket (IPv4 clients of it come v4-mapped).
@@ -58,19 +60,49 @@ impl Conn {
     }
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// The instance metadata service.
+    Imds,
+    /// The container credentials endpoint.
+    Container,
+}
+
+impl Serves {
+    /// Its name in logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Serves::Imds => "imds",
+            Serves::Container => "container",
+        }
+    }
+}
+
+/// Who an accepted connection's caller is, and what it came for.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The caller, as the handler sees it.
+    pub caller: Caller,
+    /// The owner of the caller's socket, when the caller is on this host.
+    pub owner: Option<SocketOwner>,
+    /// What the listener serves.
+    pub serves: Serves,
+}
+
 impl Conn {
     /// A connection's state; its socket is `fd`, which must stay open for
     /// as long as this is used (the hyper connection owns both).
-    pub fn new(
-        caller: Caller,
-        owner: Option<SocketOwner>,
-        fd: RawFd,
-        v6: bool,
-        slot: Slot,
-    ) -> Self {
+    pub fn new(accepted: Accepted, fd: RawFd, v6: bool, slot: Slot) -> Self {
+        let Accepted {
+            caller,
+            owner,
+            serves,
+        } = accepted;
         Conn {
             caller,
             owner,
+            serves,
             fd,
             v6,
             hop_locked: AtomicBool::new(false),

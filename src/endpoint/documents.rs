@@ -131,6 +131,46 @@ pub fn credential_document(c: &Credentials, account_id: Option<&str>) -> Respons
     }
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerDocument<'a> {
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: &'a str,
+    expiration: String,
+    account_id: &'a str,
+    role_arn: &'a str,
+}
+
+/// The credentials as the container credentials endpoint serves them (the
+/// ECS task role's format), with the account id and the role.
+pub fn container_document(c: &Credentials, role: &RoleArn) -> Response<Bytes> {
+    let doc = ContainerDocument {
+        access_key_id: &c.access_key_id,
+        secret_access_key: &c.secret_access_key,
+        token: &c.session_token,
+        expiration: rfc3339_seconds(c.expiration),
+        account_id: role.account_id(),
+        role_arn: role.as_str(),
+    };
+    // Wiped after writing, as credential_document's.
+    let capacity = 512
+        + role.as_str().len()
+        + c.access_key_id.len()
+        + c.secret_access_key.len()
+        + c.session_token.len();
+    let mut body = Zeroizing::new(Vec::with_capacity(capacity));
+    match serde_json::to_writer(&mut *body, &doc) {
+        Ok(()) => {
+            let mut r = text(StatusCode::OK, Bytes::from_owner(body));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(_) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
 /// `meta-data/iam/info`: the instance profile named after the role.
 pub fn iam_info(role: &RoleArn, last_updated: std::time::SystemTime) -> Response<Bytes> {
     json(&IamInfo {

@@ -4,10 +4,12 @@
 //! checks the request ([`request`]), answers with EC2's documents
 //! ([`documents`]), issues and checks IMDSv2 session tokens ([`token`]),
 //! and decides who may read the role ([`access`]); [`identity`] is what
-//! the instance reports about itself.
+//! the instance reports about itself. [`container`] is the second handler,
+//! the container credentials endpoint, over the same snapshot.
 
 pub mod access;
 pub mod conn;
+pub mod container;
 pub mod documents;
 pub mod identity;
 pub mod imds;

@@ -1,4 +1,4 @@
-//! The routes of the IMDS handler, typed: each has a short fixed label for
+//! The routes of the IMDS and container handlers, typed: each has a short fixed label for
 //! logs and metrics, and the routes that reveal the role are named once.
 
 /// What a request asked for, as far as the handler got.
@@ -35,6 +35,11 @@ pub enum Route {
     IamRefused,
     /// Anything else.
     Other,
+    /// The container endpoint's credentials.
+    ContainerCredentials,
+    /// The container endpoint: no valid consumer token, or a caller outside
+    /// the allow-list.
+    ContainerRefused,
 }
 
 impl Route {
@@ -56,6 +61,8 @@ impl Route {
             Route::IdentityDocument => "identity-document",
             Route::IamRefused => "iam-refused",
             Route::Other => "other",
+            Route::ContainerCredentials => "container-credentials",
+            Route::ContainerRefused => "container-refused",
         }
     }
 
@@ -68,6 +75,7 @@ impl Route {
                 | Route::CredentialsExtendedList
                 | Route::Credentials
                 | Route::CredentialsExtended
+                | Route::ContainerCredentials
         )
     }
 }

@@ -2,8 +2,10 @@
 //! who the caller is once per connection, serve HTTP/1.1 with hyper within
 //! bounds, and carry out what the handler decided (the response's TTL).
 //!
-//! Each request is answered by [`crate::endpoint::imds::handle`] from the
-//! latest snapshot; nothing here waits on STS or decides policy.
+//! Each request is answered from the latest snapshot by
+//! [`crate::endpoint::imds::handle`], or on a container listener by
+//! [`crate::endpoint::container::handle`]; nothing here waits on STS or
+//! decides policy.
 
 use std::convert::Infallible;
 use std::io;
@@ -25,9 +27,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::access::GroupCache;
-use super::conn::{Conn, LocalAddrs};
+pub use super::conn::Serves;
+use super::conn::{self, Conn, LocalAddrs};
+use super::container;
 use super::documents::unavailable;
-use super::imds::{handle, Caller, Endpoint, ResponseTtl};
+use super::imds::{handle, Caller, Endpoint, Reply, ResponseTtl};
+use crate::consumers::ConsumerTokens;
 use crate::credentials::refresh::{RefresherHandle, Snapshot};
 use crate::logbudget::LogBudget;
 use crate::metrics::Metrics;
@@ -72,6 +77,8 @@ pub struct App {
     pub refusals: LogBudget,
     /// Log lines about refused connections, bounded.
     pub full: LogBudget,
+    /// The container endpoint's consumers and their tokens.
+    pub consumers: Arc<ConsumerTokens>,
 }
 
 impl App {
@@ -79,7 +86,19 @@ impl App {
     pub fn respond<B>(&self, req: &Request<B>, conn: &Conn) -> Response<Full<Bytes>> {
         conn.slot.touch();
         let snapshot = self.snapshots.borrow().clone();
-        let mut reply = handle(req, &snapshot, &self.endpoint, &conn.caller);
+        let (mut reply, consumer): (Reply, Option<String>) = match conn.serves {
+            Serves::Imds => (handle(req, &snapshot, &self.endpoint, &conn.caller), None),
+            Serves::Container => {
+                let r = container::handle(
+                    req,
+                    &snapshot,
+                    &self.endpoint,
+                    &conn.caller,
+                    &self.consumers,
+                );
+                (r.reply, r.consumer)
+            }
+        };
         drop(snapshot);
         if reply.stale {
             self.refresher.wake();
@@ -91,6 +110,7 @@ impl App {
                     peer = ?conn.caller.addr,
                     uid = conn.owner.map(|o| o.uid),
                     inode = conn.owner.map(|o| o.inode),
+                    consumer = consumer.as_deref(),
                     route,
                     suppressed,
                     "{why}"
@@ -112,6 +132,7 @@ impl App {
             route,
             status = reply.response.status().as_u16(),
             peer = ?conn.caller.addr,
+            consumer = consumer.as_deref(),
             "request"
         );
         reply.response.map(Full::new)
@@ -145,7 +166,7 @@ impl App {
 }
 
 /// Binds each address.
-pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, io::Error)> {
+pub fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, io::Error)> {
     let mut out = Vec::with_capacity(addrs.len());
     for addr in addrs {
         out.push(listen::bind(*addr).map_err(|e| (*addr, e))?);
@@ -157,19 +178,20 @@ pub async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketA
 /// connections already queued and returns. Every connection is a task of
 /// `tasks`, so the caller drains them by waiting on it.
 pub async fn run(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Serves)>,
     app: Arc<App>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
     let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CALLER, true);
     let mut loops = tokio::task::JoinSet::new();
-    for listener in listeners {
+    for (listener, serves) in listeners {
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "listening");
+            tracing::info!(%addr, serves = serves.label(), "listening");
         }
         loops.spawn(listen(
             listener,
+            serves,
             app.clone(),
             slots.clone(),
             shutdown.clone(),
@@ -181,6 +203,7 @@ pub async fn run(
 
 async fn listen(
     listener: TcpListener,
+    serves: Serves,
     app: Arc<App>,
     slots: Arc<Slots>,
     shutdown: CancellationToken,
@@ -202,13 +225,14 @@ async fn listen(
         if let Some(admitted) = admit(stream, addr, local, &slots, &app.full) {
             tasks.spawn(serve_connection(
                 admitted,
+                serves,
                 app.clone(),
                 builder.clone(),
                 shutdown.clone(),
             ));
         }
     };
-    accept_until(&listener, "imds", &shutdown, &mut serve).await;
+    accept_until(&listener, serves.label(), &shutdown, &mut serve).await;
     // Stopping: connections the kernel has already completed are in the
     // listen queue; closing the listener would reset them.
     take_queued(&listener, &mut serve).await;
@@ -275,6 +299,7 @@ fn admit(
 /// server stops.
 async fn serve_connection(
     admitted: Admitted,
+    serves: Serves,
     app: Arc<App>,
     builder: hyper::server::conn::http1::Builder,
     shutdown: CancellationToken,
@@ -290,8 +315,11 @@ async fn serve_connection(
     let caller = app.caller(addr, local, owner).await;
     let evict = slot.evict.clone();
     let conn = Arc::new(Conn::new(
-        caller,
-        owner,
+        conn::Accepted {
+            caller,
+            owner,
+            serves,
+        },
         stream.as_raw_fd(),
         local.is_ipv6(),
         slot,

@@ -1,10 +1,13 @@
 //! The control socket: `hostrole associate | replace | disassociate |
-//! status` talk to the running daemon over a Unix socket. [`protocol`] is
-//! the wire format, [`server`] the daemon's side, [`client`] the command's.
+//! status | rotate-base-key | container-token` talk to the running daemon
+//! over a Unix socket. [`protocol`] is the wire format, [`server`] the
+//! daemon's side (`tokens.rs` its container-token requests), [`client`] the
+//! command's.
 
 pub mod client;
 pub mod protocol;
 pub mod server;
+mod tokens;
 
 pub use protocol::{Request, Response, RoleRequest, Status};
 pub use server::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_UID};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{rfc3339_seconds, SharedClock};
+pub use crate::consumers::ConsumerView;
 use crate::credentials::refresh::Snapshot;
 use crate::metrics::Metrics;
 
@@ -24,6 +25,48 @@ pub enum Request {
     Status,
     /// Rotate the base IAM user's access key.
     RotateBaseKey,
+    /// Create a container endpoint token for a new consumer.
+    ContainerTokenCreate(TokenCreateRequest),
+    /// List the container endpoint's consumers (never their tokens).
+    ContainerTokenList,
+    /// Revoke a consumer's token.
+    ContainerTokenRevoke(ConsumerName),
+}
+
+/// `container-token create`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TokenCreateRequest {
+    /// The consumer's name.
+    pub name: String,
+    /// Seconds until the token expires; never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// `container-token revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ConsumerName {
+    /// The consumer's name.
+    pub name: String,
+}
+
+/// A token on its way to the one who created it: never in a debug print.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct TokenText(pub String);
+
+impl std::fmt::Debug for TokenText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for TokenText {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// The role part of associate and replace.
@@ -56,6 +99,12 @@ pub struct Response {
     /// the status (a rotation: the old and new key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done: Option<String>,
+    /// A container endpoint token just created, shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenText>,
+    /// The container endpoint's consumers (list), or the one changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Vec<ConsumerView>>,
     /// Set when the caller lacks permission.
     #[serde(default)]
     pub permission_denied: bool,
@@ -148,6 +197,8 @@ impl Response {
             error: Some(message.into()),
             warning: None,
             done: None,
+            token: None,
+            consumers: None,
             permission_denied: false,
             status: None,
         }

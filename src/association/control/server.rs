@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::protocol::{status_of, Request, Response, RoleRequest, Status, MAX_REQUEST_BYTES};
 use crate::association::service::{Actor, AssociationService, Change};
 use crate::clock::SharedClock;
+use crate::consumers::ConsumerTokens;
 use crate::credentials::base_key::Rotator;
 use crate::credentials::refresh::Snapshot;
 use crate::logbudget::LogBudget;
@@ -89,6 +90,8 @@ pub struct Control {
     pub refusals: LogBudget,
     /// Rotates the base key (issuer sts).
     pub rotator: Option<Arc<Rotator>>,
+    /// The container endpoint's consumers.
+    pub consumers: Arc<ConsumerTokens>,
 }
 
 /// Who is asking, as the kernel reports the peer when it connected
@@ -129,7 +132,7 @@ impl Control {
         status
     }
 
-    fn answer(&self, result: Result<Option<String>, String>) -> Response {
+    pub(super) fn answer(&self, result: Result<Option<String>, String>) -> Response {
         let (ok, error, warning) = match result {
             Ok(warning) => (true, None, warning),
             Err(e) => (false, Some(e), None),
@@ -139,6 +142,8 @@ impl Control {
             error,
             warning,
             done: None,
+            token: None,
+            consumers: None,
             permission_denied: false,
             status: Some(self.status()),
         }
@@ -177,6 +182,9 @@ impl Control {
             Request::Replace(_) => "replace",
             Request::Disassociate => "disassociate",
             Request::RotateBaseKey => "rotate-base-key",
+            Request::ContainerTokenCreate(_) => "container-token create",
+            Request::ContainerTokenList => "container-token list",
+            Request::ContainerTokenRevoke(_) => "container-token revoke",
         };
         if !self.may_change(&caller) {
             if let Some(suppressed) = self.refusals.take() {
@@ -194,6 +202,14 @@ impl Control {
         let change = match request {
             Request::Status => return self.answer(Ok(None)),
             Request::RotateBaseKey => return self.rotate(&caller).await,
+            Request::ContainerTokenCreate(r) => return self.create_token(r, &caller).await,
+            Request::ContainerTokenList => {
+                return Response {
+                    consumers: Some(self.consumers.list()),
+                    ..self.answer(Ok(None))
+                }
+            }
+            Request::ContainerTokenRevoke(r) => return self.revoke_token(r, &caller).await,
             Request::Associate(r) => role(r).map(Change::Associate),
             Request::Replace(r) => role(r).map(Change::Replace),
             Request::Disassociate => Ok(Change::Disassociate),

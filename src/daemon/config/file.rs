@@ -19,6 +19,8 @@ use super::{ConfigError, ImdsV1, IssuerKind, DEFAULT_CONFIG_PATH};
 pub struct FileConfig {
     /// Addresses to listen on.
     pub listen: Option<Vec<ListenAddr>>,
+    /// Addresses of the container credentials endpoint.
+    pub container_listen: Option<Vec<ListenAddr>>,
     /// The role to assume.
     pub role_arn: Option<Role>,
     /// `sts:ExternalId`.

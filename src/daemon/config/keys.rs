@@ -49,6 +49,14 @@ pub const KEYS: &[Key] = &[
         show: |s| list(&s.listen),
     },
     Key {
+        name: "container-listen",
+        flag: "--container-listen ADDR:PORT (repeatable)",
+        default: "off",
+        doc: "also serve the container credentials endpoint, /v1/credentials, on these addresses (bound by the daemon, also under socket activation): SDKs use it with AWS_CONTAINER_CREDENTIALS_FULL_URI and a token from hostrole container-token create",
+        live: false,
+        show: |s| list(&s.container_listen),
+    },
+    Key {
         name: "role-arn",
         flag: "--role-arn ARN",
         default: "none",

@@ -88,6 +88,10 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// Whether `listen` came from the flags, the file or the default.
     pub listen_origin: Origin,
+    /// Addresses of the container credentials endpoint (off when empty).
+    pub container_listen: Vec<SocketAddr>,
+    /// Whether `container_listen` came from the flags or the file.
+    pub container_listen_origin: Origin,
     /// The role, if one is configured.
     pub association: Option<Association>,
     /// Source identity, session tags and policies (issuer sts), expanded
@@ -187,6 +191,24 @@ pub fn resolve(
             listen.push(addr);
         }
     }
+    let (container_raw, container_listen_origin) =
+        match (flags.container_listen.take(), file.container_listen.take()) {
+            (Some(l), _) => (l, Origin::Flag),
+            (None, Some(l)) => (l, Origin::File),
+            (None, None) => (Vec::new(), Origin::Default),
+        };
+    let mut container_listen = Vec::with_capacity(container_raw.len());
+    for ListenAddr(addr) in container_raw {
+        // Port 0 (any free port) clashes with nothing.
+        if addr.port() != 0 && listen.contains(&addr) {
+            return Err(invalid(format!(
+                "container-listen: {addr} is an IMDS address (listen) too; give the container endpoint an address or port of its own"
+            )));
+        }
+        if !container_listen.contains(&addr) {
+            container_listen.push(addr);
+        }
+    }
 
     let issuer = flags.issuer.or(file.issuer).unwrap_or(IssuerKind::Sts);
     let mut region = flags.region.take().or(file.region.take()).map(|r| r.0);
@@ -279,6 +301,8 @@ pub fn resolve(
     Ok(Settings {
         listen,
         listen_origin,
+        container_listen,
+        container_listen_origin,
         hop_limit,
         access,
         association,
