@@ -115,6 +115,14 @@ async fn no_token_is_401_and_any_other_token_is_403() {
     assert_eq!(status(&r), 401);
     assert_eq!(r.reply.refused, Some(NO_TOKEN_REFUSAL));
     assert_eq!(r.reply.route, Route::ContainerRefused);
+    // A JSON error, which the Go and JS SDKs report as it is.
+    assert_eq!(
+        r.reply.response.headers()["content-type"],
+        "application/json"
+    );
+    let err: serde_json::Value = serde_json::from_str(&body(&r.reply.response)).unwrap();
+    assert_eq!(err["Code"], "Unauthorized");
+    assert_eq!(err["Message"], NO_TOKEN_REFUSAL);
     let other_forms = [
         "hrct-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
         format!("Bearer {}", *web.token),
@@ -128,6 +136,8 @@ async fn no_token_is_401_and_any_other_token_is_403() {
         assert_eq!(status(&r), 403, "{token:?}");
         assert_eq!(r.reply.refused, Some(UNKNOWN_TOKEN_REFUSAL));
         assert_eq!(r.consumer, None);
+        let err: serde_json::Value = serde_json::from_str(&body(&r.reply.response)).unwrap();
+        assert_eq!(err["Code"], "AccessDenied");
         assert!(!body(&r.reply.response).contains("ASIA"));
     }
     // Bytes that are not text.
@@ -225,6 +235,7 @@ async fn no_role_is_404_and_a_role_without_credentials_is_503() {
     let r = b.get(&web.token);
     assert_eq!(status(&r), 404);
     assert!(!r.reply.stale);
+    assert!(body(&r.reply.response).contains("this host has no role"));
     // Expired credentials: 503, and the refresher is woken.
     let b = setup(true);
     let web = b.consumers.create("web", None).unwrap();

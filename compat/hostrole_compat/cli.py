@@ -123,13 +123,13 @@ def main(argv=None):
                 except Exception as e:  # noqa: BLE001 - a scenario that cannot be set up fails the run
                     harness_failed = True
                     for key, _ in SCENARIOS:
-                        if key.rstrip("ab") == g:
+                        if key.rstrip("abcd") == g:
                             for c in clients:
                                 m.cells.setdefault((key, c), Cell("FAIL", "scenario could not run: %s" % e))
     finally:
         m.sink.close()
     elapsed = time.monotonic() - t0
-    scenarios = [s for s in SCENARIOS if s[0].rstrip("ab") in groups]
+    scenarios = [s for s in SCENARIOS if s[0].rstrip("abcd") in groups]
     print(table(m, scenarios))
     bad = 0
     for key, _ in scenarios:

@@ -21,9 +21,10 @@ from .report import last_error_line
 class Ctx:
     """How clients run in one scenario."""
 
-    def __init__(self, tmp, logs, endpoint=None, netns=None, region=True, sts=None, sink=None):
+    def __init__(self, tmp, logs, endpoint=None, netns=None, region=True, sts=None, sink=None, extra=None):
         self.tmp, self.logs, self.endpoint, self.netns = tmp, logs, endpoint, netns
         self.region, self.sts, self.sink = region, sts, sink
+        self.extra = dict(extra or {})
         self.n = 0
 
     def env(self, name, trailing_slash=False, extra=None):
@@ -41,6 +42,7 @@ class Ctx:
             env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.endpoint.rstrip("/") + ("/" if trailing_slash else "")
         if self.region:
             env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = "us-east-1"
+        env.update(self.extra)
         env.update(extra or {})
         return env
 

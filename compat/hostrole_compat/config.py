@@ -40,6 +40,10 @@ SCENARIOS = [
     ("6b", "disassociate: a client that asks again fails cleanly with no credentials"),
     ("7", "restart between two fetches of one long-lived client process"),
     ("8", "--issuer roles-anywhere: a certificate exchanged at a verifying fake endpoint"),
+    ("9a", "container endpoint: AWS_CONTAINER_CREDENTIALS_FULL_URI and a consumer's token file"),
+    ("9b", "container endpoint: a wrong token gets nothing"),
+    ("9c", "container endpoint: a revoked token gets nothing"),
+    ("9d", "container endpoint: the token in AWS_CONTAINER_AUTHORIZATION_TOKEN"),
 ]
 
 # Limitations of the clients themselves, each asserted (see LIMIT in the
@@ -50,6 +54,12 @@ LIMITS = {
     ("5", "botocore"): "botocore does not read the region from IMDS; it resolves no region",
     ("5", "boto3"): "boto3 (botocore) does not read the region from IMDS; it resolves no region",
     ("5", "awscli-v1"): "AWS CLI v1 does not read the region from IMDS; it resolves no region",
+    ("9a", "awscli-v2"): "AWS CLI v2 2.9 (Debian) reads the token from AWS_CONTAINER_AUTHORIZATION_TOKEN "
+                         "only, not from a file (awscli/botocore/credentials.py: ENV_VAR_AUTH_TOKEN, "
+                         "no AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)",
+    ("9a", "go-v2"): "aws-sdk-go-v2 1.17 (Debian) reads the token from AWS_CONTAINER_AUTHORIZATION_TOKEN "
+                     "only, not from a file (config/env_config.go: awsContainerPProviderAuthorizationEnvVar, "
+                     "no AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)",
 }
 
 

@@ -70,10 +70,28 @@ class Daemon:
         self.start()
 
     def ctl(self, *args):
+        """A client command against this daemon: its standard output."""
         p = subprocess.run([config.HOSTROLE] + list(args) + ["--control-socket", self.control],
                            capture_output=True, text=True, timeout=30)
         if p.returncode != 0:
             raise RuntimeError("hostrole %s: exit %d: %s" % (args[0], p.returncode, p.stderr.strip()))
+        return p.stdout
+
+    def log_text(self):
+        with open(self.logfile.name) as f:
+            return f.read()
+
+    def container_url(self, timeout=5):
+        """The container endpoint's URL, from the `listening` line of the
+        container listener (--container-listen)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log_text().splitlines():
+                if '"listening"' in line and '"serves":"container"' in line:
+                    return "http://%s/v1/credentials" % re.search(r'"addr":"([^"]+)"', line).group(1)
+            if time.monotonic() > deadline:
+                raise RuntimeError("no container listener in the log (%s)" % self.logfile.name)
+            time.sleep(0.05)
 
 
 class Netns:

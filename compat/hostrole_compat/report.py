@@ -25,8 +25,14 @@ def expired(exp):
     return t <= datetime.datetime.utcnow()
 
 
-def got_served(v, ref):
-    """None if the client result `v` holds the credentials `ref` serves, else why not."""
+# What each client calls the provider that got the credentials, where it says.
+IMDS_SOURCES = (None, "iam-role", "EC2RoleProvider")
+CONTAINER_SOURCES = (None, "container-role", "CredentialsEndpointProvider")
+
+
+def got_served(v, ref, sources=IMDS_SOURCES):
+    """None if the client result `v` holds the credentials `ref` serves, from
+    a provider named in `sources`, else why not."""
     if v.get("error"):
         return v["error"]
     if v.get("akid") is None and v.get("akid_last4") and ref["akid"].endswith(v["akid_last4"]):
@@ -37,8 +43,9 @@ def got_served(v, ref):
         return "no session token"
     if expired(v.get("expiration")):
         return "holds expired credentials (%s)" % v.get("expiration")
-    if v.get("source") not in (None, "iam-role", "EC2RoleProvider"):
-        return "credential source %r, not the instance role" % v.get("source")
+    if v.get("source") not in sources:
+        return "credential source %r, not %s" % (
+            v.get("source"), "the instance role" if sources == IMDS_SOURCES else "the container provider")
     return None
 
 

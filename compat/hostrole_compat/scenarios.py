@@ -10,7 +10,7 @@ from .config import ACCOUNT, IMDS_ADDR, REGION, ROLE_A, ROLE_B, ZONE, LIMITS
 from .daemon import Daemon, Netns, reference, start_moto, wait_reference
 from .fakes import ForceV1Proxy
 from .rolesanywhere import PROFILE_ARN, TRUST_ANCHOR_ARN, FakeRolesAnywhere, Pki
-from .report import Cell, got_served, limit_or
+from .report import CONTAINER_SOURCES, Cell, got_served, limit_or
 
 
 class Matrix:
@@ -55,9 +55,10 @@ class Matrix:
         finally:
             self.close_all(sessions)
 
-    def simple(self, key, ctx, ref, check=None):
+    def simple(self, key, ctx, ref, check=None, sources=None):
         """One fetch per client; the cell passes if it gets what `ref` serves
-        (and what `check` asks of the result, if given)."""
+        (and what `check` asks of the result, if given), from a provider
+        named in `sources` (the instance role's by default)."""
         for c, r in self.run_once(ctx).items():
             v = r["fresh"]
             if c == "awscli-v1" and ctx.sts:
@@ -66,7 +67,7 @@ class Matrix:
                 why = v.get("error")
                 how = "no key id shown (CLI v1)"
             else:
-                why = got_served(v, ref)
+                why = got_served(v, ref, sources) if sources else got_served(v, ref)
                 how = "got the served key id, session token and expiry" if v.get("akid") else \
                     "got the served key (`aws configure list` shows its last 4 characters, type iam-role)"
             if check and not why:
@@ -323,6 +324,93 @@ def scenario_8(m):
         fake.close()
 
 
+def container_ctx(m, url, token_file=None, token=None):
+    """Clients with only the container provider to find credentials: its
+    variables set (the token in a file, in the environment, or both), IMDS
+    disabled and, should a client ask it anyway, pointed at a loopback port
+    where nothing listens."""
+    extra = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": url, "AWS_EC2_METADATA_DISABLED": "true"}
+    if token_file:
+        extra["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = token_file
+    if token:
+        extra["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token
+    return Ctx(m.tmp, m.logs, endpoint="http://127.0.0.1:9", sink=m.sink, extra=extra)
+
+
+def token_file(m, name, token):
+    """A token file as a consumer gets it: the token with no newline (botocore,
+    Go and Rust refuse a token that ends in one)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="token.", dir=m.tmp), name)
+    with open(path, "w") as f:
+        f.write(token)
+    os.chmod(path, 0o644)
+    return path
+
+
+def refused_cleanly(m, key, d, ctx, what, logged):
+    """Each client alone, so that the daemon's refusal lines (`logged`) are
+    its own: a cell passes when the client got no key, failed within 15 s,
+    and the daemon refused it with 403 (some clients report only that no
+    provider had credentials)."""
+    for c in m.clients:
+        before = d.log_text().count(logged)
+        s = open_session(c, ctx, 1)
+        try:
+            r = m.step_all({c: s})[c]
+        finally:
+            s.close()
+        refusals = d.log_text().count(logged) - before
+        v, took = r["fresh"], r["took"]
+        if v.get("akid"):
+            why = "%s, it still got key %s" % (what, v["akid"])
+        elif not v.get("error"):
+            why = "no error and no credentials"
+        elif refusals == 0:
+            why = "the daemon logged no %r refusal for it: %s" % (logged, v["error"][:200])
+        elif took > 15:
+            why = "took %.1f s to fail" % took
+        else:
+            why = None
+        m.cells[(key, c)] = Cell("FAIL", why) if why else Cell(
+            "PASS", "refused with 403 (%d request(s)); the client says: %s" % (
+                refusals, " ".join(v["error"].split())[:140]))
+
+
+def scenario_9(m):
+    """The container credentials endpoint (--container-listen) through each
+    client's own container provider and AWS_CONTAINER_CREDENTIALS_FULL_URI:
+    9a a consumer's token in AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, 9d in
+    AWS_CONTAINER_AUTHORIZATION_TOKEN, each gets the role; 9b a wrong token
+    and 9c a revoked one (in both) get a 403 and nothing else."""
+    d = Daemon(m.state("9"), ["--issuer", "local", "--role-arn", ROLE_A,
+                              "--container-listen", "127.0.0.1:0"], logs=m.logs, name="9")
+    try:
+        url = d.container_url()
+        ref = reference(d.url)
+        token = d.ctl("container-token", "create", "app").strip()
+        good = token_file(m, "app", token)
+        for c, r in m.run_once(container_ctx(m, url, token_file=good)).items():
+            v = r["fresh"]
+            if ("9a", c) in LIMITS:
+                m.cells[("9a", c)] = limit_or(
+                    "9a", c, bool(v.get("error")) and not v.get("akid") and re.search(r"401|Unauthorized", v["error"]),
+                    "got %s, error %r" % (v.get("akid"), v.get("error")),
+                    "it sends no token and gets 401")
+                continue
+            why = got_served(v, ref, CONTAINER_SOURCES)
+            m.cells[("9a", c)] = Cell("FAIL", why) if why else Cell(
+                "PASS", "got the served key from the container endpoint with the token file")
+        m.simple("9d", container_ctx(m, url, token=token), ref, sources=CONTAINER_SOURCES)
+        wrong = "hrct-" + "A" * 43
+        refused_cleanly(m, "9b", d, container_ctx(m, url, token_file(m, "wrong", wrong), wrong),
+                        "with a wrong token", "refused: unknown token")
+        d.ctl("container-token", "revoke", "app")
+        refused_cleanly(m, "9c", d, container_ctx(m, url, good, token), "after revoke",
+                        "refused: the consumer's token is revoked")
+    finally:
+        d.stop()
+
+
 # Scenario group -> its function; a row "2a" or "2b" of config.SCENARIOS is
 # filled in by group "2".
 RUNNERS = {
@@ -334,4 +422,5 @@ RUNNERS = {
     "6": scenario_6,
     "7": scenario_7,
     "8": scenario_8,
+    "9": scenario_9,
 }

@@ -100,7 +100,8 @@ class LastErrorLine(unittest.TestCase):
 class LimitOr(unittest.TestCase):
     def test_the_documented_limits(self):
         # the exact set of documented client limitations; changing it changes the matrix
-        self.assertEqual(set(LIMITS), {("2b", "rust"), ("5", "botocore"), ("5", "boto3"), ("5", "awscli-v1")})
+        self.assertEqual(set(LIMITS), {("2b", "rust"), ("5", "botocore"), ("5", "boto3"), ("5", "awscli-v1"),
+                                       ("9a", "awscli-v2"), ("9a", "go-v2")})
         keys = {k for k, _ in SCENARIOS}
         for scenario, client in LIMITS:
             self.assertIn(scenario, keys)

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
 
-use super::documents::{container_document, not_allowed, status_only};
+use super::documents::{container_document, container_error, not_allowed, status_only};
 use super::imds::{Caller, Endpoint, Reply, ResponseTtl, ALLOW_LIST_REFUSAL};
 use super::request::host_is_allowed;
 use super::route::Route;
@@ -42,6 +42,11 @@ pub const REVOKED_TOKEN_REFUSAL: &str =
     "container credentials refused: the consumer's token is revoked";
 /// Why a request with two tokens was refused.
 pub const TWO_TOKENS_REFUSAL: &str = "container credentials refused: two Authorization headers";
+
+/// Said to a consumer when the host has no role.
+pub const NO_ROLE: &str = "this host has no role";
+/// Said to a consumer while the role has no usable credentials.
+pub const NOT_YET: &str = "the role's credentials are not available yet; try again";
 
 /// What the container handler decided, and for which consumer.
 #[derive(Debug)]
@@ -71,9 +76,9 @@ pub fn handle<B>(
         },
         consumer,
     };
-    let refuse = |status, why, consumer: Option<String>| ContainerReply {
+    let refuse = |status, why: &'static str, consumer: Option<String>| ContainerReply {
         reply: Reply {
-            response: status_only(status),
+            response: container_error(status, why),
             route: Route::ContainerRefused,
             stale: false,
             ttl: ResponseTtl::System,
@@ -118,7 +123,7 @@ pub fn handle<B>(
     let (now, boot) = (endpoint.clock.now(), endpoint.clock.boot_time());
     let Some(association) = snapshot.association.as_ref() else {
         return answer(
-            status_only(StatusCode::NOT_FOUND),
+            container_error(StatusCode::NOT_FOUND, NO_ROLE),
             Route::ContainerCredentials,
             Some(consumer),
         );
@@ -131,7 +136,7 @@ pub fn handle<B>(
         ),
         None => {
             let mut out = answer(
-                status_only(StatusCode::SERVICE_UNAVAILABLE),
+                container_error(StatusCode::SERVICE_UNAVAILABLE, NOT_YET),
                 Route::ContainerCredentials,
                 Some(consumer),
             );

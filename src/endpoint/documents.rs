@@ -171,6 +171,31 @@ pub fn container_document(c: &Credentials, role: &RoleArn) -> Response<Bytes> {
     }
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerError<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+/// An error of the container endpoint, as a JSON body the SDKs read
+/// (`Code`, `Message`).
+pub fn container_error(status: StatusCode, message: &str) -> Response<Bytes> {
+    let code = match status {
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "AccessDenied",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        _ => "Error",
+    };
+    let mut r = json(&ContainerError { code, message });
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// `meta-data/iam/info`: the instance profile named after the role.
 pub fn iam_info(role: &RoleArn, last_updated: std::time::SystemTime) -> Response<Bytes> {
     json(&IamInfo {
