@@ -134,3 +134,98 @@ fn the_daemon_serves_on_sockets_passed_by_systemd() {
     assert!(listening[0].contains(&addr.to_string()), "{log}");
     assert!(!log.contains("cannot listen"), "{log}");
 }
+
+/// The packaged pair of sockets (169.254.169.254:80 and [fd00:ec2::254]:80),
+/// here on loopback: both passed sockets serve IMDS, each family on its
+/// own, and `--container-listen` is bound by the daemon beside them, also
+/// under socket activation.
+#[test]
+fn two_passed_sockets_of_both_families_serve_imds_and_container_listen_is_bound_beside_them() {
+    let dir = temp_dir();
+    let free = |addr: &str| {
+        std::net::TcpListener::bind(addr)
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let v4 = free("127.0.0.1:0");
+    let v6 = free("[::1]:0");
+    let mut child = Command::new("systemd-socket-activate")
+        .args(["-l", &v4.to_string(), "-l", &v6.to_string()])
+        .arg(env!("CARGO_BIN_EXE_hostrole"))
+        .args(["serve", "--issuer", "local", "--role-arn", ROLE_ARN])
+        .args([
+            "--listen",
+            "192.0.2.1:80",
+            "--container-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "json"])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--control-socket")
+        .arg(control_socket(dir.path()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd)");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(v6).is_err() {
+        assert!(Instant::now() < deadline, "socket not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first connection, over IPv6, starts the daemon.
+    let over_v6 = fetch_credentials(v6);
+    let over_v4 = fetch_credentials(v4);
+    assert_eq!(over_v6["AccessKeyId"], over_v4["AccessKeyId"]);
+    let container = loop {
+        let text = log.lock().unwrap().clone();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("\"listening\"") && l.contains("\"serves\":\"container\""))
+        {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            break v["fields"]["addr"]
+                .as_str()
+                .unwrap()
+                .parse::<std::net::SocketAddr>()
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "no container listener:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let r = request(container, "GET", "/v1/credentials", &[]);
+    assert_eq!(r.status, 401, "{r:?}");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let log = log.lock().unwrap().clone();
+    assert!(status.success(), "{status:?}\n{log}");
+    let imds: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"listening\"") && l.contains("\"serves\":\"imds\""))
+        .collect();
+    assert_eq!(imds.len(), 2, "{log}");
+    assert!(
+        !imds.iter().any(|l| l.contains("192.0.2.1")),
+        "bound --listen under activation:\n{log}"
+    );
+}

@@ -21,6 +21,7 @@ ACCOUNT = "123456789012"
 ROLE_A = "arn:aws:iam::%s:role/demo" % ACCOUNT
 ROLE_B = "arn:aws:iam::%s:role/other" % ACCOUNT
 IMDS_ADDR = "169.254.169.254"
+IMDS_ADDR6 = "fd00:ec2::254"
 REGION = "eu-west-2"
 ZONE = "eu-west-2b"
 
@@ -44,6 +45,7 @@ SCENARIOS = [
     ("9b", "container endpoint: a wrong token gets nothing"),
     ("9c", "container endpoint: a revoked token gets nothing"),
     ("9d", "container endpoint: the token in AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+    ("10", "IPv6 endpoint mode (AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6): [fd00:ec2::254]:80 in a network namespace"),
 ]
 
 # Limitations of the clients themselves, each asserted (see LIMIT in the

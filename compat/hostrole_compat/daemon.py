@@ -96,7 +96,8 @@ class Daemon:
 
 class Netns:
     """A network namespace for this run, its loopback up with 169.254.169.254
-    on it, so a daemon inside can listen on the default IMDS endpoint.
+    (or another address: fd00:ec2::254) on it, so a daemon inside can listen
+    on the default IMDS endpoint.
     Deleted on leaving the `with` block."""
 
     def __init__(self, addr=IMDS_ADDR):
@@ -110,7 +111,11 @@ class Netns:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         try:
             subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
-            subprocess.run(["ip", "-n", self.name, "addr", "add", self.addr + "/32", "dev", "lo"], check=True)
+            if ":" in self.addr:  # IPv6: no duplicate address detection to wait for
+                subprocess.run(["ip", "-n", self.name, "-6", "addr", "add", self.addr + "/128", "dev", "lo", "nodad"],
+                               check=True)
+            else:
+                subprocess.run(["ip", "-n", self.name, "addr", "add", self.addr + "/32", "dev", "lo"], check=True)
         except BaseException:
             self.delete()
             raise
@@ -127,7 +132,7 @@ class Netns:
 def reference(url, prefix=()):
     """What the endpoint serves, fetched the IMDSv2 way with curl: role, key id, region."""
     def curl(args, head=False):
-        cmd = list(prefix) + ["curl", "-sS", "--noproxy", "*", "--max-time", "5", "-w", "\n%{http_code}"] + \
+        cmd = list(prefix) + ["curl", "-gsS", "--noproxy", "*", "--max-time", "5", "-w", "\n%{http_code}"] + \
             (["-D", "-"] if head else []) + args
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
         if p.returncode != 0:

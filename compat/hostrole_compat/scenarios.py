@@ -6,7 +6,7 @@ import re
 import tempfile
 
 from .clients import Ctx, open_session
-from .config import ACCOUNT, IMDS_ADDR, REGION, ROLE_A, ROLE_B, ZONE, LIMITS
+from .config import ACCOUNT, IMDS_ADDR, IMDS_ADDR6, REGION, ROLE_A, ROLE_B, ZONE, LIMITS
 from .daemon import Daemon, Netns, reference, start_moto, wait_reference
 from .fakes import ForceV1Proxy
 from .rolesanywhere import PROFILE_ARN, TRUST_ANCHOR_ARN, FakeRolesAnywhere, Pki
@@ -411,6 +411,23 @@ def scenario_9(m):
         d.stop()
 
 
+def scenario_10(m):
+    """IPv6 endpoint mode: the daemon on [fd00:ec2::254]:80 in a network
+    namespace the run creates and deletes, and every client told only
+    AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6."""
+    with Netns(IMDS_ADDR6) as ns:
+        d = None
+        try:
+            d = Daemon(m.state("10"), ["--issuer", "local", "--role-arn", ROLE_A, "--region", REGION],
+                       netns=ns.name, listen="[%s]:80" % IMDS_ADDR6, logs=m.logs, name="10")
+            ref = reference("http://[%s]" % IMDS_ADDR6, ns.prefix())
+            ctx = Ctx(m.tmp, m.logs, netns=ns.name, extra={"AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE": "IPv6"})
+            m.simple("10", ctx, ref)
+        finally:
+            if d:
+                d.stop()
+
+
 # Scenario group -> its function; a row "2a" or "2b" of config.SCENARIOS is
 # filled in by group "2".
 RUNNERS = {
@@ -423,4 +440,5 @@ RUNNERS = {
     "7": scenario_7,
     "8": scenario_8,
     "9": scenario_9,
+    "10": scenario_10,
 }

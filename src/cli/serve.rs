@@ -156,6 +156,7 @@ impl ServeArgs {
             hop_limit,
             allowed_uids: (!self.allowed_uids.is_empty()).then(|| self.allowed_uids.clone()),
             allowed_gids: (!self.allowed_gids.is_empty()).then(|| self.allowed_gids.clone()),
+            metadata_address_probe: None,
             // Set in the config file only.
             admin_group: None,
             revoke_sessions: None,

@@ -83,6 +83,9 @@ pub struct FileConfig {
     pub metrics_listen: Option<ListenAddr>,
     /// IP TTL / IPv6 hop limit of token responses.
     pub hop_limit: Option<HopLimit>,
+    /// Whether hostrole-address looks for another metadata service first
+    /// (read by that script; shown by `--check-config`).
+    pub metadata_address_probe: Option<bool>,
     /// Local users allowed to read credentials (everyone when neither list is set).
     pub allowed_uids: Option<Vec<u32>>,
     /// Local groups allowed to read credentials.

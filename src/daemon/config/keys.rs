@@ -354,6 +354,14 @@ pub const KEYS: &[Key] = &[
         show: |s| or_none(s.metrics_listen),
     },
     Key {
+        name: "metadata-address-probe",
+        flag: "",
+        default: "true",
+        doc: "the packaged hostrole-address.service first tries 169.254.169.254:80 and [fd00:ec2::254]:80 and, if a metadata service answers there (EC2, GCP, Azure, OpenStack, …), takes neither address and fails, saying why; false takes them anyway",
+        live: false,
+        show: |s| s.metadata_address_probe.to_string(),
+    },
+    Key {
         name: "state-dir",
         flag: "--state-dir DIR",
         default: "$STATE_DIRECTORY (the packaged service: /var/lib/hostrole), else ~/.local/state/hostrole, root included: a daemon run by hand never shares the service's state",

@@ -134,6 +134,9 @@ pub struct Settings {
     pub hop_limit: u8,
     /// Who may read credentials, when restricted.
     pub access: Option<crate::endpoint::access::AllowList>,
+    /// hostrole-address looks for another metadata service before taking
+    /// the addresses (the daemon only shows it).
+    pub metadata_address_probe: bool,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -298,7 +301,12 @@ pub fn resolve(
     let access = (!uids.is_empty() || !gids.is_empty())
         .then(|| crate::endpoint::access::AllowList::new(uids, gids));
 
+    let metadata_address_probe = flags
+        .metadata_address_probe
+        .or(file.metadata_address_probe)
+        .unwrap_or(true);
     Ok(Settings {
+        metadata_address_probe,
         listen,
         listen_origin,
         container_listen,
