@@ -3,6 +3,7 @@ with no hostrole code (`env -i`, empty AWS config files, a temp HOME).
 
 The SDK clients are long-lived probes (ProbeSession) that print one JSON line
 per step; the AWS CLIs are a process per call (CliSession)."""
+import atexit
 import json
 import os
 import queue
@@ -14,7 +15,8 @@ import threading
 import time
 
 from . import config
-from .config import CLI_V2, GO_BIN, HERE, NODE_MODULES, ROOT, STEP_TIMEOUT_S, VENV
+from .config import (CLI_V2, GO1_BIN, GO_BIN, HERE, ISOLATED, NODE2_MODULES, NODE_MODULES, ROOT,
+                     STEP_TIMEOUT_S, VENV)
 from .report import last_error_line
 
 
@@ -46,8 +48,9 @@ class Ctx:
         env.update(extra or {})
         return env
 
-    def argv(self, env, cmd):
-        return (["ip", "netns", "exec", self.netns] if self.netns else []) + \
+    def argv(self, env, cmd, netns=None):
+        netns = netns or self.netns
+        return (["ip", "netns", "exec", netns] if netns else []) + \
             ["env", "-i"] + ["%s=%s" % kv for kv in env.items()] + cmd
 
     def record(self, name, cmd, env, text):
@@ -73,12 +76,12 @@ class ProbeSession:
     """A long-lived SDK client process speaking the probe protocol: one JSON
     line per step, the next step on a line of stdin."""
 
-    def __init__(self, name, cmd, ctx, steps, extra=None):
+    def __init__(self, name, cmd, ctx, steps, extra=None, netns=None):
         self.name, self.ctx = name, ctx
         env = ctx.env(name, extra=dict(extra or {}, PROBE_STEPS=str(steps)))
         if ctx.sts:
             env["PROBE_STS_ENDPOINT"] = ctx.sts
-        self.proc = subprocess.Popen(ctx.argv(env, cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(ctx.argv(env, cmd, netns), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
         self.err = []
@@ -189,7 +192,34 @@ def cargo_lock_version(crate):
         return "?"
 
 
+_isolated = []
+
+
+def isolated_netns():
+    """An empty network namespace (loopback only) for this run, made on first
+    use and deleted at exit: a client that would ask 169.254.169.254 whatever
+    it is told runs there, so it never sends a packet off this host."""
+    if not _isolated:
+        name = "hostrole-compat-iso-%d" % os.getpid()
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        atexit.register(subprocess.run, ["ip", "netns", "del", name], check=False)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        _isolated.append(name)
+    return _isolated[0]
+
+
 def open_session(client, ctx, steps):
+    netns = isolated_netns() if client in ISOLATED and not ctx.netns else None
+    if client == "ruby":
+        return ProbeSession(client, ["/usr/bin/ruby", os.path.join(HERE, "ruby", "creds.rb")], ctx, steps)
+    if client == "php":
+        return ProbeSession(client, ["/usr/bin/php", os.path.join(HERE, "php", "creds.php")], ctx, steps,
+                            netns=netns)
+    if client == "go-v1":
+        return ProbeSession(client, [GO1_BIN], ctx, steps)
+    if client == "js-v2":
+        return ProbeSession(client, [shutil.which("node") or "/usr/bin/node", os.path.join(HERE, "js2", "creds.cjs")],
+                            ctx, steps, extra={"NODE_PATH": NODE2_MODULES})
     if client in ("botocore", "boto3"):
         return ProbeSession(client, [os.path.join(VENV, "bin", "python"), os.path.join(HERE, "py_creds.py"), client],
                             ctx, steps)
@@ -209,7 +239,10 @@ def absent(clients, moto=False):
     """What `clients` (and moto_server, if `moto`) need that is not installed."""
     need = {"botocore": os.path.join(VENV, "bin", "python"), "boto3": os.path.join(VENV, "bin", "python"),
             "awscli-v1": os.path.join(VENV, "bin", "aws"), "awscli-v2": CLI_V2,
-            "js-v3": os.path.join(NODE_MODULES, "@aws-sdk", "client-sts"), "go-v2": GO_BIN}
+            "js-v3": os.path.join(NODE_MODULES, "@aws-sdk", "client-sts"), "go-v2": GO_BIN,
+            "ruby": "/usr/share/rubygems-integration/all/gems/aws-sdk-core-3.168.1",
+            "go-v1": GO1_BIN, "js-v2": os.path.join(NODE2_MODULES, "aws-sdk"),
+            "php": "/usr/share/php/AsyncAws/Core"}
     out = [c for c in clients if c in need and not os.path.exists(need[c])]
     if moto and not os.path.exists(os.path.join(VENV, "bin", "moto_server")):
         out.append("moto_server")

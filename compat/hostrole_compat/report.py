@@ -26,8 +26,8 @@ def expired(exp):
 
 
 # What each client calls the provider that got the credentials, where it says.
-IMDS_SOURCES = (None, "iam-role", "EC2RoleProvider")
-CONTAINER_SOURCES = (None, "container-role", "CredentialsEndpointProvider")
+IMDS_SOURCES = (None, "iam-role", "EC2RoleProvider", "EC2MetadataCredentials")
+CONTAINER_SOURCES = (None, "container-role", "CredentialsEndpointProvider", "RemoteCredentials")
 
 
 def got_served(v, ref, sources=IMDS_SOURCES):
@@ -47,6 +47,11 @@ def got_served(v, ref, sources=IMDS_SOURCES):
         return "credential source %r, not %s" % (
             v.get("source"), "the instance role" if sources == IMDS_SOURCES else "the container provider")
     return None
+
+
+def no_credentials(v):
+    """The client result `v` holds no credentials and says so."""
+    return bool(v.get("error")) and not v.get("akid")
 
 
 def last_error_line(text):
@@ -90,7 +95,10 @@ def write_doc(path, m, scenarios, elapsed):
         "Each client runs as its own program, through its own default credential chain, with no",
         "hostrole-specific code: an empty environment (`env -i`), empty AWS config files and a",
         "temporary HOME. The daemon is the real `hostrole` binary; scenario 3 runs it on",
-        "169.254.169.254:80 inside a network namespace the run creates, scenario 4 against moto's STS.",
+        "169.254.169.254:80 inside a network namespace the run creates (scenario 10 on [fd00:ec2::254]:80),",
+        "scenario 4 against moto's STS, scenario 9 with the container endpoint. PHP's async-aws can only",
+        "ask 169.254.169.254: outside scenarios 3 and 10 it runs in an empty network namespace of its own.",
+        "Ruby, Go v1, JS v2 and PHP are the versions Debian bookworm ships (npm's for JS v2).",
         "",
         table(m, scenarios),
         "",

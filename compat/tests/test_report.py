@@ -100,8 +100,13 @@ class LastErrorLine(unittest.TestCase):
 class LimitOr(unittest.TestCase):
     def test_the_documented_limits(self):
         # the exact set of documented client limitations; changing it changes the matrix
-        self.assertEqual(set(LIMITS), {("2b", "rust"), ("5", "botocore"), ("5", "boto3"), ("5", "awscli-v1"),
-                                       ("9a", "awscli-v2"), ("9a", "go-v2")})
+        unreachable = {"1", "2a", "2b", "4", "6a", "6b", "7", "8"}  # Ruby ignores the port, PHP the endpoint
+        container = {"9a", "9b", "9c", "9d"}  # neither asks FULL_URI
+        expected = {("2b", "rust"), ("5", "botocore"), ("5", "boto3"), ("5", "awscli-v1"),
+                    ("9a", "awscli-v2"), ("9a", "go-v2"), ("9a", "go-v1"),
+                    ("5", "ruby"), ("5", "php"), ("5", "go-v1"), ("5", "js-v2"), ("3", "php"), ("10", "php")}
+        expected |= {(k, c) for k in unreachable | container for c in ("ruby", "php")}
+        self.assertEqual(set(LIMITS), expected)
         keys = {k for k, _ in SCENARIOS}
         for scenario, client in LIMITS:
             self.assertIn(scenario, keys)
@@ -150,9 +155,9 @@ class Output(unittest.TestCase):
         rows = report.table(m, SCENARIOS).split("\n")
         self.assertEqual(len(rows), 2 + len(SCENARIOS))
         self.assertEqual(rows[0], "| scenario | botocore | boto3 | AWS CLI v1 | AWS CLI v2 | JS v3 | Go v2 "
-                                  "| Rust (aws-config) |")
-        self.assertEqual(rows[1], "|---|" + "---|" * 7)
-        self.assertEqual(rows[3], "| 2a. IMDSv1 allowed: the client's default (v2) path |" + " pass |" * 7)
+                                  "| Rust (aws-config) | Ruby | Go v1 | JS v2 | PHP (async-aws) |")
+        self.assertEqual(rows[1], "|---|" + "---|" * 11)
+        self.assertEqual(rows[3], "| 2a. IMDSv1 allowed: the client's default (v2) path |" + " pass |" * 11)
 
     def test_write_doc(self):
         with tempfile.TemporaryDirectory() as root:
