@@ -358,7 +358,7 @@ pub async fn serve(
     .await;
 }
 
-/// Binds the metrics listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// Binds the metrics listener, with the listen queue every listener has.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    crate::net::listen::bind(addr)
 }

@@ -114,7 +114,7 @@ pub async fn run(
         )
         .collect();
     let metrics_listener = match settings.metrics_listen {
-        Some(addr) => Some(metrics::bind(addr).await.map_err(|source| {
+        Some(addr) => Some(metrics::bind(addr).map_err(|source| {
             DaemonError::Bind {
                 addr,
                 set_by: settings
