@@ -348,7 +348,7 @@ fn check_config(settings: &config::Settings) -> ExitCode {
                 .map_err(|e| fail(e.exit_code(), e))
         });
     match checked {
-        Ok(()) => print_out(&config::keys::describe(settings)),
+        Ok(()) => print_out(&config::summary::describe(settings)),
         Err(code) => code,
     }
 }

@@ -71,7 +71,7 @@ pub async fn reload_on_sighup(
                 continue;
             }
         };
-        let restart_needed = super::config::keys::restart_needed(&new, &running);
+        let restart_needed = super::config::summary::restart_needed(&new, &running);
         if !restart_needed.is_empty() {
             tracing::warn!(keys = ?restart_needed, "these settings changed and take effect at the next restart");
         }

@@ -13,6 +13,7 @@ mod origin;
 pub mod regions;
 mod roles_anywhere;
 mod session;
+pub mod summary;
 pub mod values;
 
 use std::net::SocketAddr;

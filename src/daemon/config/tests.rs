@@ -170,12 +170,12 @@ fn a_reload_names_every_changed_key_that_needs_a_restart() {
     )
     .replace("role/a", "role/b");
     let new = resolve(parse(&changed).unwrap(), FileConfig::default(), None).unwrap();
-    let mut named = keys::restart_needed(&new, &running);
+    let mut named = summary::restart_needed(&new, &running);
     named.sort_unstable();
     assert_eq!(named, ["allowed-uids", "hop-limit", "imds-v1", "listen"]);
-    assert!(keys::restart_needed(&running, &running).is_empty());
+    assert!(summary::restart_needed(&running, &running).is_empty());
     // --check-config prints every key.
-    let text = keys::describe(&new);
+    let text = summary::describe(&new);
     for key in keys::KEYS {
         assert!(text.contains(&format!("{}:", key.name)), "{text}");
     }

@@ -166,7 +166,7 @@ fn another_issuer_refuses_each_key_by_name() {
 
 #[test]
 fn the_settings_carry_the_attributes_and_a_change_needs_a_restart() {
-    use crate::daemon::config::{keys, resolve};
+    use crate::daemon::config::{resolve, summary};
     let base = "state-dir = \"/tmp/s\"\nsource-identity = \"web-01\"\n";
     let running = resolve(parse(base), FileConfig::default(), None).unwrap();
     assert_eq!(running.session.source_identity.as_deref(), Some("web-01"));
@@ -178,10 +178,10 @@ fn the_settings_carry_the_attributes_and_a_change_needs_a_restart() {
         None,
     )
     .unwrap();
-    let mut named = keys::restart_needed(&new, &running);
+    let mut named = summary::restart_needed(&new, &running);
     named.sort_unstable();
     assert_eq!(named, ["policy-arns", "session-tags"]);
-    let text = keys::describe(&new);
+    let text = summary::describe(&new);
     let line = |key: &str, value: &str| format!("  {:<26}{value}\n", format!("{key}:"));
     for (key, value) in [
         ("source-identity", "web-01"),
