@@ -173,6 +173,45 @@ fn the_number_of_consumers_is_bounded() {
 }
 
 #[test]
+fn a_full_store_is_read_back_at_start_and_one_more_is_refused() {
+    let (dir, clock, tokens) = store();
+    let mut last = None;
+    for i in 0..MAX_CONSUMERS {
+        last = Some(tokens.create(&format!("consumer-{i:04}"), None).unwrap());
+    }
+    // Every one of the thousand, hashes and names, fits the file read back.
+    let again = ConsumerTokens::load(dir.path(), clock.clone()).unwrap();
+    assert_eq!(again.list().len(), MAX_CONSUMERS);
+    let last = last.unwrap();
+    assert_eq!(
+        again.verify(&last.token),
+        Verdict::Valid("consumer-0999".into())
+    );
+    // A file with one more than a store ever writes is refused.
+    let path = dir.path().join(TOKENS_FILE);
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let extra = file["consumers"][0].clone();
+    file["consumers"].as_array_mut().unwrap().push(extra);
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    let e = ConsumerTokens::load(dir.path(), clock)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than 1000 consumers"), "{e}");
+}
+
+#[test]
+fn a_token_may_live_ten_years_and_not_a_day_more() {
+    let (_dir, _clock, tokens) = store();
+    let ten_years = Duration::from_secs(3650 * 86_400);
+    assert!(tokens.create("decade", Some(ten_years)).is_ok());
+    assert!(matches!(
+        tokens.create("longer", Some(ten_years + Duration::from_secs(86_400))),
+        Err(ConsumerError::Lifetime)
+    ));
+}
+
+#[test]
 fn a_file_that_is_not_private_or_not_sound_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(start());
