@@ -120,6 +120,13 @@ fn a_reload_to_the_role_already_served_changes_nothing() {
         &["replace", "arn:aws:iam::123456789012:role/second"],
     );
     assert!(out.status.success(), "{out:?}");
+    // The audit line is read from the daemon's stderr by another thread:
+    // counted once it is there, not before.
+    assert!(
+        d.wait_for_log("association changed", std::time::Duration::from_secs(5)),
+        "{}",
+        d.log()
+    );
     let path = "/latest/meta-data/iam/security-credentials/second";
     let before = get(d.addr, path, &token(d.addr, 60));
     assert_eq!(before.status, 200);
