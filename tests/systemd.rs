@@ -67,68 +67,91 @@ fn the_daemon_reports_ready_status_and_watchdog_to_systemd() {
     assert!(stopping, "STOPPING=1 at shutdown");
 }
 
-#[test]
-fn the_daemon_serves_on_sockets_passed_by_systemd() {
-    let dir = temp_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// `hostrole serve` under `systemd-socket-activate`, which listens on
+/// `sockets` and starts the daemon at the first connection, passing them.
+struct Activated {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Activated {
+    /// `--listen` names an address this host cannot bind (TEST-NET-1): the
+    /// daemon only works if it takes the passed sockets instead.
+    fn start(dir: &std::path::Path, sockets: &[std::net::SocketAddr], extra: &[&str]) -> Activated {
+        let mut cmd = Command::new("systemd-socket-activate");
+        for s in sockets {
+            cmd.args(["-l", &s.to_string()]);
+        }
+        let mut child = cmd
+            .arg(env!("CARGO_BIN_EXE_hostrole"))
+            .args(["serve", "--issuer", "local", "--role-arn", ROLE_ARN])
+            .args(["--listen", "192.0.2.1:80"])
+            .args(extra)
+            .arg("--state-dir")
+            .arg(dir)
+            .arg("--control-socket")
+            .arg(control_socket(dir))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("systemd-socket-activate (package systemd)");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(sockets[0]).is_err() {
+            assert!(Instant::now() < deadline, "socket not listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Activated { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM; asserts a clean exit within 10 s; the whole log.
+    fn stop(mut self) -> String {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let log = self.log();
+        assert!(status.success(), "{status:?}\n{log}");
+        log
+    }
+}
+
+fn free_addr(addr: &str) -> std::net::SocketAddr {
+    std::net::TcpListener::bind(addr)
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    // --listen names an address this host cannot bind (TEST-NET-1): the
-    // daemon only works if it takes the passed socket instead.
-    let mut child = Command::new("systemd-socket-activate")
-        .args(["-l", &addr.to_string()])
-        .arg(env!("CARGO_BIN_EXE_hostrole"))
-        .args([
-            "serve",
-            "--issuer",
-            "local",
-            "--role-arn",
-            ROLE_ARN,
-            "--listen",
-            "192.0.2.1:80",
-        ])
-        .arg("--state-dir")
-        .arg(dir.path())
-        .arg("--control-socket")
-        .arg(control_socket(dir.path()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-socket-activate (package systemd)");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "socket not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+}
+
+#[test]
+fn the_daemon_serves_on_sockets_passed_by_systemd() {
+    let dir = temp_dir();
+    let addr = free_addr("127.0.0.1:0");
+    let d = Activated::start(dir.path(), &[addr], &[]);
     // The first connection starts the daemon, which answers it.
     let creds = fetch_credentials(addr);
     assert_eq!(creds["Code"], "Success");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_millis(50));
-    let log = log.lock().unwrap().clone();
-    assert!(status.success(), "{status:?}\n{log}");
+    let log = d.stop();
     let listening: Vec<&str> = log.lines().filter(|l| l.contains("listening")).collect();
     assert_eq!(listening.len(), 1, "{log}");
     assert!(listening[0].contains(&addr.to_string()), "{log}");
@@ -142,52 +165,17 @@ fn the_daemon_serves_on_sockets_passed_by_systemd() {
 #[test]
 fn two_passed_sockets_of_both_families_serve_imds_and_container_listen_is_bound_beside_them() {
     let dir = temp_dir();
-    let free = |addr: &str| {
-        std::net::TcpListener::bind(addr)
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let v4 = free("127.0.0.1:0");
-    let v6 = free("[::1]:0");
-    let mut child = Command::new("systemd-socket-activate")
-        .args(["-l", &v4.to_string(), "-l", &v6.to_string()])
-        .arg(env!("CARGO_BIN_EXE_hostrole"))
-        .args(["serve", "--issuer", "local", "--role-arn", ROLE_ARN])
-        .args([
-            "--listen",
-            "192.0.2.1:80",
-            "--container-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--log-format", "json"])
-        .arg("--state-dir")
-        .arg(dir.path())
-        .arg("--control-socket")
-        .arg(control_socket(dir.path()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-socket-activate (package systemd)");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(v6).is_err() {
-        assert!(Instant::now() < deadline, "socket not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let v6 = free_addr("[::1]:0");
+    let v4 = free_addr("127.0.0.1:0");
+    let extra = ["--container-listen", "127.0.0.1:0", "--log-format", "json"];
+    let d = Activated::start(dir.path(), &[v6, v4], &extra);
     // The first connection, over IPv6, starts the daemon.
     let over_v6 = fetch_credentials(v6);
     let over_v4 = fetch_credentials(v4);
     assert_eq!(over_v6["AccessKeyId"], over_v4["AccessKeyId"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let container = loop {
-        let text = log.lock().unwrap().clone();
+        let text = d.log();
         if let Some(line) = text
             .lines()
             .find(|l| l.contains("\"listening\"") && l.contains("\"serves\":\"container\""))
@@ -204,21 +192,7 @@ fn two_passed_sockets_of_both_families_serve_imds_and_container_listen_is_bound_
     };
     let r = request(container, "GET", "/v1/credentials", &[]);
     assert_eq!(r.status, 401, "{r:?}");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::thread::sleep(Duration::from_millis(50));
-    let log = log.lock().unwrap().clone();
-    assert!(status.success(), "{status:?}\n{log}");
+    let log = d.stop();
     let imds: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("\"listening\"") && l.contains("\"serves\":\"imds\""))
