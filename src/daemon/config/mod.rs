@@ -178,14 +178,9 @@ pub fn resolve(
     mut flags: FileConfig,
     config_path: Option<PathBuf>,
 ) -> Result<Settings, ConfigError> {
-    let (listen_raw, listen_origin) = match (flags.listen.take(), file.listen.take()) {
-        (Some(l), _) => (l, Origin::Flag),
-        (None, Some(l)) => (l, Origin::File),
-        (None, None) => (
-            vec![ListenAddr(DEFAULT_LISTEN.parse().expect("a valid default"))],
-            Origin::Default,
-        ),
-    };
+    let (listen_raw, listen_origin) = Origin::pick(flags.listen.take(), file.listen.take());
+    let listen_raw = listen_raw
+        .unwrap_or_else(|| vec![ListenAddr(DEFAULT_LISTEN.parse().expect("a valid default"))]);
     if listen_raw.is_empty() {
         return Err(invalid("listen: at least one address is needed"));
     }
@@ -196,13 +191,9 @@ pub fn resolve(
         }
     }
     let (container_raw, container_listen_origin) =
-        match (flags.container_listen.take(), file.container_listen.take()) {
-            (Some(l), _) => (l, Origin::Flag),
-            (None, Some(l)) => (l, Origin::File),
-            (None, None) => (Vec::new(), Origin::Default),
-        };
-    let mut container_listen = Vec::with_capacity(container_raw.len());
-    for ListenAddr(addr) in container_raw {
+        Origin::pick(flags.container_listen.take(), file.container_listen.take());
+    let mut container_listen = Vec::new();
+    for ListenAddr(addr) in container_raw.unwrap_or_default() {
         // Port 0 (any free port) clashes with nothing.
         if addr.port() != 0 && listen.contains(&addr) {
             return Err(invalid(format!(
@@ -271,12 +262,9 @@ pub fn resolve(
         .state_dir
         .or(file.state_dir)
         .map_or_else(default_state_dir, |p| p.0);
-    let metrics_listen_origin = match (&flags.metrics_listen, &file.metrics_listen) {
-        (Some(_), _) => Origin::Flag,
-        (None, Some(_)) => Origin::File,
-        (None, None) => Origin::Default,
-    };
-    let metrics_listen = flags.metrics_listen.or(file.metrics_listen).map(|a| a.0);
+    let (metrics_listen, metrics_listen_origin) =
+        Origin::pick(flags.metrics_listen, file.metrics_listen);
+    let metrics_listen = metrics_listen.map(|a| a.0);
     let control_socket = flags
         .control_socket
         .or(file.control_socket)

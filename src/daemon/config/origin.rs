@@ -15,6 +15,16 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// The flag's value if given, else the file's, and where it came from
+    /// (`Default` when neither gave one).
+    pub fn pick<T>(flag: Option<T>, file: Option<T>) -> (Option<T>, Origin) {
+        match (flag, file) {
+            (Some(v), _) => (Some(v), Origin::Flag),
+            (None, Some(v)) => (Some(v), Origin::File),
+            (None, None) => (None, Origin::Default),
+        }
+    }
+
     /// Which setting gave `key`'s value (the flag has the key's name):
     /// "--listen", "listen in /etc/hostrole/hostrole.toml", or the default
     /// and how to change it.
@@ -33,6 +43,13 @@ impl Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flag_wins_over_the_file_and_either_over_the_default() {
+        assert_eq!(Origin::pick(Some(1), Some(2)), (Some(1), Origin::Flag));
+        assert_eq!(Origin::pick(None, Some(2)), (Some(2), Origin::File));
+        assert_eq!(Origin::pick::<u8>(None, None), (None, Origin::Default));
+    }
 
     #[test]
     fn each_origin_names_what_to_change() {
