@@ -79,26 +79,17 @@ impl Serves {
     }
 }
 
-/// Who an accepted connection's caller is, and what it came for.
-#[derive(Debug)]
-pub struct Accepted {
-    /// The caller, as the handler sees it.
-    pub caller: Caller,
-    /// The owner of the caller's socket, when the caller is on this host.
-    pub owner: Option<SocketOwner>,
-    /// What the listener serves.
-    pub serves: Serves,
-}
-
 impl Conn {
     /// A connection's state; its socket is `fd`, which must stay open for
     /// as long as this is used (the hyper connection owns both).
-    pub fn new(accepted: Accepted, fd: RawFd, v6: bool, slot: Slot) -> Self {
-        let Accepted {
-            caller,
-            owner,
-            serves,
-        } = accepted;
+    pub fn new(
+        caller: Caller,
+        owner: Option<SocketOwner>,
+        serves: Serves,
+        fd: RawFd,
+        v6: bool,
+        slot: Slot,
+    ) -> Self {
         Conn {
             caller,
             owner,

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use super::access::GroupCache;
 pub use super::conn::Serves;
-use super::conn::{self, Conn, LocalAddrs};
+use super::conn::{Conn, LocalAddrs};
 use super::container;
 use super::documents::unavailable;
 use super::imds::{handle, Caller, Endpoint, Reply, ResponseTtl};
@@ -315,11 +315,9 @@ async fn serve_connection(
     let caller = app.caller(addr, local, owner).await;
     let evict = slot.evict.clone();
     let conn = Arc::new(Conn::new(
-        conn::Accepted {
-            caller,
-            owner,
-            serves,
-        },
+        caller,
+        owner,
+        serves,
         stream.as_raw_fd(),
         local.is_ipv6(),
         slot,
