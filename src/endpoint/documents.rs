@@ -121,14 +121,38 @@ pub fn credential_document(c: &Credentials, account_id: Option<&str>) -> Respons
         expiration: rfc3339_seconds(c.expiration),
         account_id,
     };
-    // Wiped when hyper drops the last reference, after writing it; sized up
-    // front so it is never reallocated (which would leave an unwiped copy).
-    let capacity = 512 + c.access_key_id.len() + c.secret_access_key.len() + c.session_token.len();
+    secret_json(&doc, c, 0, true)
+}
+
+/// A 200 whose JSON body holds `c`'s secrets, in a buffer wiped when hyper
+/// drops the last reference, after writing it. The buffer is sized up front
+/// (the secrets, `extra` bytes of other long fields, and 512 bytes for the
+/// rest) so that it is never reallocated, which would leave an unwiped copy.
+fn secret_json<T: Serialize>(
+    doc: &T,
+    c: &Credentials,
+    extra: usize,
+    pretty: bool,
+) -> Response<Bytes> {
+    let capacity =
+        512 + extra + c.access_key_id.len() + c.secret_access_key.len() + c.session_token.len();
     let mut body = Zeroizing::new(Vec::with_capacity(capacity));
-    match serde_json::to_writer_pretty(&mut *body, &doc) {
+    let written = if pretty {
+        serde_json::to_writer_pretty(&mut *body, doc)
+    } else {
+        serde_json::to_writer(&mut *body, doc)
+    };
+    match written {
         Ok(()) => text(StatusCode::OK, Bytes::from_owner(body)),
         Err(_) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
     }
+}
+
+/// `r` with `Content-Type: application/json`.
+fn labelled_json(mut r: Response<Bytes>) -> Response<Bytes> {
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 #[derive(Serialize)]
@@ -153,22 +177,7 @@ pub fn container_document(c: &Credentials, role: &RoleArn) -> Response<Bytes> {
         account_id: role.account_id(),
         role_arn: role.as_str(),
     };
-    // Wiped after writing, as credential_document's.
-    let capacity = 512
-        + role.as_str().len()
-        + c.access_key_id.len()
-        + c.secret_access_key.len()
-        + c.session_token.len();
-    let mut body = Zeroizing::new(Vec::with_capacity(capacity));
-    match serde_json::to_writer(&mut *body, &doc) {
-        Ok(()) => {
-            let mut r = text(StatusCode::OK, Bytes::from_owner(body));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-        Err(_) => status_only(StatusCode::INTERNAL_SERVER_ERROR),
-    }
+    labelled_json(secret_json(&doc, c, role.as_str().len(), false))
 }
 
 #[derive(Serialize)]
@@ -189,10 +198,8 @@ pub fn container_error(status: StatusCode, message: &str) -> Response<Bytes> {
         StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
         _ => "Error",
     };
-    let mut r = json(&ContainerError { code, message });
+    let mut r = labelled_json(json(&ContainerError { code, message }));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
