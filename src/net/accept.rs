@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use super::listen::Incoming;
 use crate::logbudget::LogBudget;
 
 /// First pause after a failed accept.
@@ -32,6 +33,16 @@ impl Listener for TcpListener {
     type Stream = TcpStream;
     type Addr = std::net::SocketAddr;
     fn accept_one(&self) -> impl Future<Output = io::Result<(TcpStream, Self::Addr)>> + Send {
+        self.accept()
+    }
+}
+
+impl Listener for Incoming {
+    type Stream = std::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+    fn accept_one(
+        &self,
+    ) -> impl Future<Output = io::Result<(std::net::TcpStream, Self::Addr)>> + Send {
         self.accept()
     }
 }

@@ -4,8 +4,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::net::TcpListener;
 
 /// Listen queue asked for; the kernel caps it at `net.core.somaxconn`
@@ -31,10 +34,110 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// How long the kernel holds a connection that has sent nothing yet
+/// before handing it over anyway, on a listener that defers (see
+/// [`set_defer_accept`]).
+pub const DEFER_ACCEPT_SECS: i32 = 1;
+
+/// Asks the kernel to hand over a new connection on `listener` only once
+/// its first bytes have arrived (TCP_DEFER_ACCEPT), or after
+/// [`DEFER_ACCEPT_SECS`] without any; `false` hands every connection over
+/// as soon as it is made.
+///
+/// With it, a connection that carries one request is read and answered at
+/// accept (see [`crate::endpoint::quick`]) instead of waiting in the
+/// runtime for its bytes, as it otherwise does whenever clients connect
+/// well before they send (many clients at once do). A lone client pays the
+/// server's wake-up once its request is sent, which it would otherwise
+/// spend while writing it.
+///
+/// Only for a listener that outlives this process (socket activation): a
+/// connection still waiting for its first byte lives in the kernel, not in
+/// the accept queue, so a listener closed at a stop would reset it, while
+/// one that systemd holds keeps it for the next start.
+pub fn set_defer_accept(listener: &impl AsFd, on: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let secs: nix::libc::c_int = if on { DEFER_ACCEPT_SECS } else { 0 };
+    // SAFETY: a plain setsockopt on a descriptor borrowed for the call,
+    // with a pointer to a c_int that outlives it and its exact size.
+    let r = unsafe {
+        nix::libc::setsockopt(
+            listener.as_fd().as_raw_fd(),
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_DEFER_ACCEPT,
+            (&secs as *const nix::libc::c_int).cast(),
+            std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `listener` defers accepting (see [`set_defer_accept`]).
+pub fn defers_accept(listener: &impl AsFd) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut secs: nix::libc::c_int = 0;
+    let mut len = std::mem::size_of::<nix::libc::c_int>() as nix::libc::socklen_t;
+    // SAFETY: a plain getsockopt on a descriptor borrowed for the call,
+    // into a c_int that outlives it, with its exact size.
+    let r = unsafe {
+        nix::libc::getsockopt(
+            listener.as_fd().as_raw_fd(),
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_DEFER_ACCEPT,
+            (&mut secs as *mut nix::libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(secs > 0)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A listener whose connections come out as plain non-blocking sockets,
+/// not yet registered with the runtime: a connection answered at once
+/// (see [`crate::endpoint::quick`]) never is.
+#[derive(Debug)]
+pub struct Incoming(AsyncFd<mio::net::TcpListener>);
+
+impl Incoming {
+    /// Takes `listener` over from the runtime.
+    pub fn new(listener: TcpListener) -> io::Result<Self> {
+        let std = listener.into_std()?;
+        let mio = mio::net::TcpListener::from_std(std);
+        // SAFETY: the mio listener owns its descriptor, which stays open
+        // and the same for as long as the AsyncFd that owns it.
+        let fd = unsafe { AsyncFd::register_with_interest(mio, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Incoming(fd))
+    }
+
+    /// Accepts one connection, waiting for one.
+    pub async fn accept(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            if let Ok(accepted) = ready.try_io(|l| l.get_ref().accept()) {
+                return accepted.map(|(stream, addr)| (stream.into(), addr));
+            }
+        }
+    }
+}
+
+impl AsFd for Incoming {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 /// Sets TCP_NODELAY on `listener`; Linux copies it to every socket it
 /// accepts. Returns whether it is set, so that when it is not the caller
 /// sets it on each connection instead.
-pub fn nodelay_for_accepted(listener: &TcpListener) -> bool {
+pub fn nodelay_for_accepted(listener: &impl AsFd) -> bool {
     let sock = SockRef::from(listener);
     if let Err(e) = sock.set_tcp_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY on the listener");
@@ -45,10 +148,11 @@ pub fn nodelay_for_accepted(listener: &TcpListener) -> bool {
 /// The local address of every connection `listener` accepts, when it is
 /// bound to one address; `None` for a wildcard address, whose connections
 /// each need their own `getsockname`.
-pub fn fixed_local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener
+pub fn fixed_local_addr(listener: &impl AsFd) -> Option<SocketAddr> {
+    SockRef::from(listener)
         .local_addr()
-        .ok()
+        .ok()?
+        .as_socket()
         .filter(|a| !a.ip().is_unspecified())
 }
 
@@ -94,6 +198,51 @@ mod tests {
         assert_eq!(fixed_local_addr(&any), None);
         let any6 = bind("[::]:0".parse().unwrap()).unwrap();
         assert_eq!(fixed_local_addr(&any6), None);
+    }
+
+    #[tokio::test]
+    async fn a_deferring_listener_hands_a_connection_over_once_it_has_data() {
+        use std::io::Write;
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(!defers_accept(&listener).unwrap());
+        set_defer_accept(&listener, true).unwrap();
+        assert!(defers_accept(&listener).unwrap());
+        let listener = Incoming::new(listener).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(early.is_err(), "handed over before any data");
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let (mut accepted, peer) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("handed over with its data")
+            .unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut accepted, &mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"GET / HTTP/1.1\r\n\r\n",
+            "the data is there at accept"
+        );
+        set_defer_accept(&listener, false).unwrap();
+        assert!(!defers_accept(&listener).unwrap());
+        let _silent = std::net::TcpStream::connect(addr).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("handed over at once when not deferring")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_are_non_blocking() {
+        let listener = Incoming::new(bind("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
+        let addr = fixed_local_addr(&listener).unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 8];
+        let err = std::io::Read::read(&mut accepted, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 
     #[test]
