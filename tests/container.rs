@@ -304,3 +304,36 @@ fn a_bridged_container_uses_the_endpoint_at_the_addresses_sdks_accept() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn a_refusal_answered_at_accept_still_names_the_callers_user() {
+    // A whole request that asks to close is answered without a slot, so
+    // without asking the kernel who sent it; the log line about a refusal
+    // asks then, while the caller's socket is still open.
+    let dir = temp_dir();
+    let args = [&LOCAL_DEMO[..], &["--container-listen", "127.0.0.1:0"]].concat();
+    let d = start_daemon(dir.path(), &args);
+    let addr = container_addr(&d);
+    let r = raw_request(
+        addr,
+        &format!(
+            "GET /v1/credentials HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: hrct-not-a-token\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    let why = hostrole::endpoint::container::UNKNOWN_TOKEN_REFUSAL;
+    assert!(d.wait_for_log(why, Duration::from_secs(5)), "{}", d.log());
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains(why)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        v["fields"]["uid"].as_u64(),
+        Some(u64::from(nix::unistd::geteuid().as_raw())),
+        "{line}"
+    );
+    assert!(
+        v["fields"]["inode"].as_u64().is_some_and(|i| i > 0),
+        "{line}"
+    );
+}

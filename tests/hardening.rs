@@ -263,6 +263,36 @@ fn a_slow_request_head_and_an_idle_keep_alive_connection_are_closed() {
 }
 
 #[test]
+fn the_request_heads_time_runs_from_the_accept_even_when_it_starts_late() {
+    use std::io::Write;
+    let dir = temp_dir();
+    let d = start_demo_daemon(dir.path());
+    let started = Instant::now();
+    // Nothing at all.
+    let mut silent = std::net::TcpStream::connect(d.addr).unwrap();
+    // Nothing for 6 s, then half a head: 4 s are left of its 10.
+    let mut late = std::net::TcpStream::connect(d.addr).unwrap();
+    let silent_thread = std::thread::spawn(move || {
+        let (answer, closed) = read_until_closed(&mut silent, Duration::from_secs(30));
+        (answer, closed, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    late.write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut late, Duration::from_secs(30));
+    let late_took = started.elapsed();
+    assert!(closed, "late connection still open after 30 s");
+    assert!(!answer.contains("200"), "{answer:?}");
+    assert!(
+        late_took < Duration::from_secs(13) && late_took > Duration::from_secs(9),
+        "closed {late_took:?} after connecting: the head had 10 s from the accept"
+    );
+    let (answer, closed, silent_took) = silent_thread.join().unwrap();
+    assert!(closed && answer.is_empty(), "{answer:?}");
+    assert!(silent_took < Duration::from_secs(13), "{silent_took:?}");
+}
+
+#[test]
 fn past_a_callers_share_its_least_recently_active_connections_make_room() {
     use std::io::Write;
     let (soft, hard) =

@@ -158,6 +158,62 @@ fn the_daemon_serves_on_sockets_passed_by_systemd() {
     assert!(!log.contains("cannot listen"), "{log}");
 }
 
+/// A socket systemd holds defers accepting until a connection has data:
+/// a client that connects and says nothing for longer than that still
+/// gets its answer, and so do clients that send their request at once, in
+/// pieces, or keep the connection alive.
+#[test]
+fn a_passed_socket_that_defers_loses_no_slow_or_silent_client() {
+    use std::io::{Read, Write};
+    let dir = temp_dir();
+    let addr = free_addr("127.0.0.1:0");
+    let d = Activated::start(dir.path(), &[addr], &[]);
+    let t = token(addr, 60);
+    let ask = move |pause_before: Duration, split: bool| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        std::thread::sleep(pause_before);
+        let req = format!(
+            "GET /latest/meta-data/iam/security-credentials/demo HTTP/1.1\r\n\
+             Host: {addr}\r\nX-aws-ec2-metadata-token: {t}\r\nConnection: close\r\n\r\n"
+        );
+        if split {
+            s.write_all(&req.as_bytes()[..5]).unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            s.write_all(&req.as_bytes()[5..]).unwrap();
+        } else {
+            s.write_all(req.as_bytes()).unwrap();
+        }
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        parse_response(&text).status
+    };
+    // Silent connections wait in the kernel, not in the daemon.
+    let pid = d.child.id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    let quiet: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(fds() < before + 5, "{} descriptors, from {before}", fds());
+    drop(quiet);
+    let silent = hostrole::net::listen::DEFER_ACCEPT_SECS as u64 * 1000 + 1500;
+    let slow = {
+        let ask = ask.clone();
+        std::thread::spawn(move || ask(Duration::from_millis(silent), false))
+    };
+    assert_eq!(ask(Duration::ZERO, false), 200, "at once");
+    assert_eq!(ask(Duration::ZERO, true), 200, "in pieces");
+    assert_eq!(slow.join().unwrap(), 200, "silent for {silent} ms first");
+    let log = d.stop();
+    assert!(!log.contains("cannot set TCP_DEFER_ACCEPT"), "{log}");
+}
+
 /// The packaged pair of sockets (169.254.169.254:80 and [fd00:ec2::254]:80),
 /// here on loopback: both passed sockets serve IMDS, each family on its
 /// own, and `--container-listen` is bound by the daemon beside them, also

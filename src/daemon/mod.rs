@@ -41,12 +41,13 @@ use crate::credentials::refresh;
 use crate::daemon::config::Settings;
 pub use crate::daemon::error::DaemonError;
 use crate::daemon::reload::Reload;
+use crate::endpoint::app::App;
 use crate::endpoint::conn::LocalAddrs;
 use crate::endpoint::identity::{
     default_availability_zone, host_seed, instance_id_from_seed, InstanceIdentity,
 };
 use crate::endpoint::imds::Endpoint;
-use crate::endpoint::server::{self, App, Serves};
+use crate::endpoint::server::{self, Listening, Serves};
 use crate::endpoint::token::TokenAuthority;
 use crate::metrics::{self, Instrumented, Metrics};
 
@@ -95,10 +96,15 @@ pub async fn run(
             source,
         })
     };
-    let imds_listeners = match systemd::activated_listeners().map_err(DaemonError::Activation)? {
-        Some(l) => l,
-        None => bind(&settings.listen, "listen", &settings.listen_origin)?,
-    };
+    // Sockets systemd passes outlive this process: they may defer.
+    let (imds_listeners, held) =
+        match systemd::activated_listeners().map_err(DaemonError::Activation)? {
+            Some(l) => (l, true),
+            None => (
+                bind(&settings.listen, "listen", &settings.listen_origin)?,
+                false,
+            ),
+        };
     let container_listeners = bind(
         &settings.container_listen,
         "container-listen",
@@ -106,12 +112,16 @@ pub async fn run(
     )?;
     let listeners: Vec<_> = imds_listeners
         .into_iter()
-        .map(|l| (l, Serves::Imds))
-        .chain(
-            container_listeners
-                .into_iter()
-                .map(|l| (l, Serves::Container)),
-        )
+        .map(|listener| Listening {
+            listener,
+            serves: Serves::Imds,
+            held,
+        })
+        .chain(container_listeners.into_iter().map(|listener| Listening {
+            listener,
+            serves: Serves::Container,
+            held: false,
+        }))
         .collect();
     let metrics_listener = match settings.metrics_listen {
         Some(addr) => Some(metrics::bind(addr).map_err(|source| {

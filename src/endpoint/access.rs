@@ -95,10 +95,8 @@ impl GroupCache {
     /// [`GROUPS_LOOKUP_TIMEOUT`]; a lookup that fails or takes longer gives
     /// no groups, and is not kept).
     pub async fn groups_of(&self, uid: u32) -> Arc<Groups> {
-        if let Some((at, groups)) = self.lock().get(&uid) {
-            if at.elapsed() < GROUPS_MAX_AGE {
-                return groups.clone();
-            }
+        if let Some(groups) = self.cached(uid) {
+            return groups;
         }
         let lookup = tokio::task::spawn_blocking(move || user_groups(uid));
         let groups = match tokio::time::timeout(GROUPS_LOOKUP_TIMEOUT, lookup).await {
@@ -118,6 +116,14 @@ impl GroupCache {
         }
         users.insert(uid, (Instant::now(), groups.clone()));
         groups
+    }
+
+    /// The groups of `uid` when the cache has them, without a lookup.
+    pub fn cached(&self, uid: u32) -> Option<Arc<Groups>> {
+        self.lock()
+            .get(&uid)
+            .filter(|(at, _)| at.elapsed() < GROUPS_MAX_AGE)
+            .map(|(_, groups)| groups.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (Instant, Arc<Groups>)>> {
@@ -178,7 +184,9 @@ mod tests {
         let unknown = cache.groups_of(4_000_000).await;
         assert!(unknown.all.is_empty());
         assert_eq!(unknown.primary, u32::MAX);
+        assert!(cache.cached(0).is_none(), "not looked up yet");
         let root = cache.groups_of(0).await;
+        assert!(Arc::ptr_eq(&root, &cache.cached(0).unwrap()));
         assert_eq!(root.primary, 0);
         assert!(root.all.contains(&0));
         // Kept: the same allocation comes back.

@@ -4,32 +4,50 @@
 //! token is given on it.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::imds::Caller;
-use crate::net::peer::SocketOwner;
+use crate::net::peer::{tcp_socket_owner, SocketOwner};
 use crate::net::slots::Slot;
+
+/// Time a client has to send a complete request head, from the accept.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted (hyper's minimum buffer).
+pub const MAX_REQUEST_HEAD_BYTES: usize = 8192;
+/// Most request headers accepted.
+pub const MAX_HEADERS: usize = 32;
+/// At shutdown, how long a connection that has sent nothing yet gets to
+/// send its request before it is closed.
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// How long the rest of an answer the socket did not take at once may
+/// take to leave.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What one connection knows about itself, found once when it is accepted.
 #[derive(Debug)]
 pub struct Conn {
     /// The caller, as the handler sees it.
     pub caller: Caller,
-    /// The owner of the caller's socket, when the caller is on this host.
-    pub owner: Option<SocketOwner>,
+    /// The owner of the caller's socket, when the caller is on this host:
+    /// found when the connection is accepted if its slot or the allow-list
+    /// needs it, else when a log line names it (see [`Conn::owner`]).
+    owner: OnceLock<Option<SocketOwner>>,
     /// What the listener it came through serves.
     pub serves: Serves,
     /// The socket, to set its TTL (see [`Conn::lock_hop_limit`]).
     fd: RawFd,
-    /// Our end is an IPv6 socket (IPv4 clients of it come v4-mapped).
-    v6: bool,
+    /// Our address on it.
+    local: SocketAddr,
     /// The socket's TTL is the hop limit for the rest of its life.
     hop_locked: AtomicBool,
-    /// This connection's slot, touched at every request.
-    pub slot: Slot,
+    /// This connection's slot, touched at every request; none for a
+    /// connection answered at once and closed (see
+    /// [`crate::endpoint::quick`]), which never waits for anything.
+    pub slot: Option<Slot>,
 }
 
 impl Conn {
@@ -49,7 +67,7 @@ impl Conn {
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         let sock = socket2::SockRef::from(&fd);
         let ttl = u32::from(hop_limit);
-        if self.v6 {
+        if self.local.is_ipv6() {
             sock.set_unicast_hops_v6(ttl)?;
         }
         // Also on an IPv6 socket: an IPv4 client of a dual-stack listener
@@ -81,24 +99,39 @@ impl Serves {
 
 impl Conn {
     /// A connection's state; its socket is `fd`, which must stay open for
-    /// as long as this is used (the hyper connection owns both).
+    /// as long as this is used (whoever owns the socket owns this too).
+    /// `owner` is `None` when it has not been looked up yet.
     pub fn new(
         caller: Caller,
-        owner: Option<SocketOwner>,
+        owner: Option<Option<SocketOwner>>,
         serves: Serves,
         fd: RawFd,
-        v6: bool,
-        slot: Slot,
+        local: SocketAddr,
+        slot: Option<Slot>,
     ) -> Self {
         Conn {
             caller,
-            owner,
+            owner: owner.map(OnceLock::from).unwrap_or_default(),
             serves,
             fd,
-            v6,
+            local,
             hop_locked: AtomicBool::new(false),
             slot,
         }
+    }
+
+    /// The owner of the caller's socket: the one found at accept, else
+    /// asked of the kernel now (once), while the socket is still open.
+    pub fn owner(&self) -> Option<SocketOwner> {
+        *self.owner.get_or_init(|| {
+            let peer = self.caller.addr?;
+            tcp_socket_owner(peer, self.local).ok().flatten()
+        })
+    }
+
+    /// The owner of the caller's socket, if it has been looked up.
+    pub fn owner_if_known(&self) -> Option<Option<SocketOwner>> {
+        self.owner.get().copied()
     }
 }
 
