@@ -59,10 +59,15 @@ def rss_kib(pid, field="VmRSS"):
 
 
 def start_hostrole(state, port, extra=(), env=None):
+    """hostrole as the package runs it: systemd holds the listening socket
+    and passes it (systemd-socket-activate execs hostrole in its place,
+    with only the environment named by -E)."""
+    setenv = [f"-E{k}={v}" for k, v in (env or {}).items()]
     return subprocess.Popen(
-        [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", state,
+        ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", *setenv,
+         BIN, "serve", "--state-dir", state,
          "--control-socket", os.path.join(state, "c.sock"), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or os.environ.copy())
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop(proc):
@@ -231,7 +236,7 @@ def sts_economy(workdir):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     FakeSts.hold_s = 3.0
     port = free_port()
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+    env = dict(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
     state = tempfile.mkdtemp(dir=workdir)
     proc = start_hostrole(state, port, ["--issuer", "sts", "--region", "us-east-1",
@@ -434,17 +439,22 @@ def write_docs(r, runs, rounds):
         "",
         "![latency distribution at 16 connections](benchmarks-latency.png)",
         "",
-        "(b) opens a connection per request, so it measures what a connection costs. Beyond what",
-        "nginx does (accept, read, write, close), hostrole asks the kernel who owns the caller's",
-        "socket (one `NETLINK_SOCK_DIAG` query: the caller's uid keys its connection slots and the",
-        "allow-list) and registers and unregisters the socket with the runtime's epoll; the CPU",
-        "column shows the difference. TCP_NODELAY is inherited from the listener and the local address",
-        "of a listener bound to one address is known without `getsockname`, which saves two calls per",
-        "connection. A p99.9 of 102 ms once seen in (b) at 256 connections was the listen queue:",
-        "the runtime's default of 128 overflowed when 256 clients each reconnect for every request,",
-        "the kernel dropped the handshake's last ACK (`TcpExtListenOverflows`) and the request waited",
-        "for a retransmission (200 ms minimum). hostrole now asks for 4096 (capped by",
-        "`net.core.somaxconn`), as the packaged socket unit does through systemd's default `Backlog=`.",
+        "(b) opens a connection per request, so it measures what a connection costs. hostrole runs",
+        "as the package runs it, on a listening socket that systemd holds (here",
+        "`systemd-socket-activate`), which it sets to hand over a connection only once its request",
+        "has arrived (TCP_DEFER_ACCEPT; nginx's `deferred`, off in nginx's default configuration used",
+        "here). A request that is then whole and asks to close (`Connection: close`, as these",
+        "clients send) is read, answered and closed at accept: four system calls (accept4, recvfrom,",
+        "writev, close) and no epoll registration, no task and no lookup of the caller's uid, which",
+        "only a connection that waits (for its slot) or the allow-list needs. Anything else goes to",
+        "hyper with the bytes already read. Deferring costs a lone client the server's wake-up after",
+        "its request is sent, which without it overlaps the client's writing: at 1 connection (b) is",
+        "a ping-pong of wake-ups between wrk and the server across the two cores, and its ratio moves",
+        "by several percent from run to run. A p99.9 of 102 ms once seen in (b) at 256 connections was",
+        "the listen queue: the runtime's default of 128 overflowed, the kernel dropped the handshake's",
+        "last ACK (`TcpExtListenOverflows`) and the request waited for a retransmission (200 ms",
+        "minimum). hostrole asks for 4096 (capped by `net.core.somaxconn`), as the packaged socket",
+        "unit does through systemd's default `Backlog=`.",
         "",
         "## Memory and start-up",
         "",
