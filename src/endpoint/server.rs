@@ -30,7 +30,7 @@ use super::conn::Conn;
 pub use super::conn::Serves;
 use super::quick::{self, Outcome};
 use crate::net::accept::{accept_until, take_queued};
-use crate::net::listen::{self, Incoming};
+use crate::net::listen::{self, Deferral, Incoming};
 use crate::net::prefixed::Prefixed;
 use crate::net::slots::{Slots, EVICT_GRACE};
 
@@ -47,7 +47,7 @@ pub use super::conn::{
 
 /// A listener, what it serves, and whether it outlives this process
 /// (passed by systemd), which lets it defer accepting (see
-/// [`crate::net::listen::set_defer_accept`]).
+/// [`crate::net::listen::Deferral`]).
 #[derive(Debug)]
 pub struct Listening {
     /// The socket.
@@ -121,13 +121,10 @@ async fn listen(
     };
     let nodelay_inherited = listen::nodelay_for_accepted(&listener);
     let fixed_local = listen::fixed_local_addr(&listener);
-    // A listener systemd holds defers accepting, as its unit may also ask
-    // (DeferAcceptSec=, then left as it is).
-    if held && listen::defers_accept(&listener).is_ok_and(|on| !on) {
-        if let Err(e) = listen::set_defer_accept(&listener, true) {
-            tracing::warn!(error = %e, "cannot set TCP_DEFER_ACCEPT");
-        }
-    }
+    // A listener systemd holds defers accepting while that pays, unless
+    // its unit already asks for it (DeferAcceptSec=, then left as it is).
+    let mut deferral =
+        (held && listen::defers_accept(&listener).is_ok_and(|on| !on)).then(Deferral::default);
     let mut serve = |stream: std::net::TcpStream, addr: SocketAddr| {
         if !nodelay_inherited {
             let _ = stream.set_nodelay(true);
@@ -135,7 +132,17 @@ async fn listen(
         let Some(local) = fixed_local.or_else(|| stream.local_addr().ok()) else {
             return;
         };
-        let (stream, owner, rest) = match quick::answer(stream, addr, local, serves, &app) {
+        let outcome = quick::answer(stream, addr, local, serves, &app);
+        if let Some(deferral) = deferral.as_mut() {
+            let early = matches!(&outcome, Outcome::Serve { read, .. } if read.is_empty());
+            if let Some(on) = deferral.accepted(early, std::time::Instant::now()) {
+                match listen::set_defer_accept(&listener, on) {
+                    Ok(()) => tracing::debug!(on, "accepting only connections with data"),
+                    Err(e) => tracing::warn!(error = %e, "cannot change TCP_DEFER_ACCEPT"),
+                }
+            }
+        }
+        let (stream, owner, rest) = match outcome {
             Outcome::Done => return,
             Outcome::Serve {
                 stream,
