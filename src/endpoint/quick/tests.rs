@@ -223,9 +223,23 @@ fn tight_pair() -> (TcpStream, TcpStream) {
     (ours, theirs.into())
 }
 
+/// Writes `rest` on `stream` and closes it while `theirs` reads to the
+/// end: all the client receives.
+fn finish_and_receive(mut stream: TcpStream, rest: &[u8], mut theirs: TcpStream) -> Vec<u8> {
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        theirs.read_to_end(&mut all).unwrap();
+        all
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream.write_all(rest).unwrap();
+    drop(stream);
+    reader.join().unwrap()
+}
+
 #[test]
 fn what_the_socket_does_not_take_is_kept_in_order() {
-    let (ours, mut theirs) = tight_pair();
+    let (ours, theirs) = tight_pair();
     let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n".to_vec();
     let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let Outcome::Finish {
@@ -238,16 +252,7 @@ fn what_the_socket_does_not_take_is_kept_in_order() {
     };
     assert_eq!(owner, None);
     assert!(!rest.is_empty() && rest.len() < head.len() + body.len());
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        theirs.read_to_end(&mut all).unwrap();
-        all
-    });
-    let mut stream = stream;
-    stream.set_nonblocking(false).unwrap();
-    stream.write_all(&rest).unwrap();
-    drop(stream);
-    let all = reader.join().unwrap();
+    let all = finish_and_receive(stream, &rest, theirs);
     assert_eq!(
         all,
         [head, body].concat(),
@@ -257,23 +262,50 @@ fn what_the_socket_does_not_take_is_kept_in_order() {
 
 #[test]
 fn a_head_the_socket_does_not_take_is_kept_with_the_body() {
-    let (ours, mut theirs) = tight_pair();
+    let (ours, theirs) = tight_pair();
     let head: Vec<u8> = (0..1_000_000u32).map(|i| (i % 13) as u8).collect();
     let body = b"tail".to_vec();
     let Outcome::Finish { stream, rest, .. } = write_or_keep(ours, &head, &body, None) else {
         panic!("kept");
     };
     assert!(rest.ends_with(b"tail"));
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        theirs.read_to_end(&mut all).unwrap();
-        all
-    });
-    let mut stream = stream;
-    stream.set_nonblocking(false).unwrap();
-    stream.write_all(&rest).unwrap();
-    drop(stream);
-    assert_eq!(reader.join().unwrap(), [head, body].concat());
+    assert_eq!(
+        finish_and_receive(stream, &rest, theirs),
+        [head, body].concat()
+    );
+}
+
+#[test]
+fn an_answer_to_a_socket_already_full_is_kept_whole() {
+    let (mut ours, theirs) = tight_pair();
+    let filler = [b'x'; 4096];
+    let mut sent = Vec::new();
+    loop {
+        match ours.write(&filler) {
+            Ok(n) => sent.extend_from_slice(&filler[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let (head, body) = (b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), b"secret".to_vec());
+    let Outcome::Finish { stream, rest, .. } = write_or_keep(ours, &head, &body, None) else {
+        panic!("nothing fits: all of it is kept");
+    };
+    assert_eq!(&rest[..], &[&head[..], &body[..]].concat()[..]);
+    let all = finish_and_receive(stream, &rest, theirs);
+    assert_eq!(all, [sent, head, body].concat());
+}
+
+#[test]
+fn an_answer_to_a_caller_that_is_gone_is_done() {
+    let (ours, theirs) = tight_pair();
+    let theirs = socket2::Socket::from(theirs);
+    // Closing with a zero linger resets the connection.
+    theirs.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    drop(theirs);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let outcome = write_or_keep(ours, b"HTTP/1.1 200 OK\r\n\r\n", b"ok", None);
+    assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
 }
 
 #[test]
