@@ -147,7 +147,7 @@ pub async fn first_bytes(
     let Ok(std) = stream.into_std() else {
         return FirstBytes::Done;
     };
-    let (stream, read, rest) = match quick::answer(std, peer, local, serves, app) {
+    let (stream, read, rest) = match quick::answer(std, peer, local, Some(owner), serves, app) {
         Outcome::Done => return FirstBytes::Done,
         Outcome::Serve { stream, read, .. } => (stream, read, None),
         Outcome::Finish { stream, rest, .. } => (stream, Bytes::new(), Some(rest)),

@@ -60,11 +60,13 @@ pub enum Outcome {
 }
 
 /// Answers the connection `stream` (non-blocking, from `peer` to `local`)
-/// on the quick path if it can be, or says what is left to do.
+/// on the quick path if it can be, or says what is left to do. `owner` is
+/// the caller's socket owner when it has been looked up already.
 pub fn answer(
     mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
+    owner: Option<Option<SocketOwner>>,
     serves: Serves,
     app: &App,
 ) -> Outcome {
@@ -76,13 +78,13 @@ pub fn answer(
             return Outcome::Serve {
                 stream,
                 read: Bytes::new(),
-                owner: None,
+                owner,
             }
         }
         Err(_) => return Outcome::Done,
     };
     let read = &mut buf[..n];
-    let outcome = answer_read(stream, read, peer, local, serves, app);
+    let outcome = answer_read(stream, read, peer, local, owner, serves, app);
     // The request may carry a container token.
     read.zeroize();
     outcome
@@ -93,6 +95,7 @@ fn answer_read(
     read: &[u8],
     peer: SocketAddr,
     local: SocketAddr,
+    owner: Option<Option<SocketOwner>>,
     serves: Serves,
     app: &App,
 ) -> Outcome {
@@ -100,12 +103,13 @@ fn answer_read(
         return Outcome::Serve {
             stream,
             read: Bytes::copy_from_slice(read),
-            owner: None,
+            owner,
         };
     };
-    let owner = app
-        .needs_owner()
-        .then(|| tcp_socket_owner(peer, local).ok().flatten());
+    let owner = owner.or_else(|| {
+        app.needs_owner()
+            .then(|| tcp_socket_owner(peer, local).ok().flatten())
+    });
     let Some(caller) = app.caller_now(peer, local, owner.flatten()) else {
         return Outcome::Serve {
             stream,

@@ -132,7 +132,7 @@ async fn listen(
         let Some(local) = fixed_local.or_else(|| stream.local_addr().ok()) else {
             return;
         };
-        let outcome = quick::answer(stream, addr, local, serves, &app);
+        let outcome = quick::answer(stream, addr, local, None, serves, &app);
         if let Some(deferral) = deferral.as_mut() {
             let early = matches!(&outcome, Outcome::Serve { read, .. } if read.is_empty());
             if let Some(on) = deferral.accepted(early, std::time::Instant::now()) {
