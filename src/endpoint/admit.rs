@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::app::App;
 use super::conn::{Serves, HEADER_READ_TIMEOUT, WRITE_TIMEOUT};
-use super::quick::{self, Outcome};
+use super::quick::{self, Outcome, Rest};
 use crate::logbudget::LogBudget;
 use crate::net::peer::{tcp_socket_owner, SocketOwner};
 use crate::net::slots::{Holder, Slot, Slots};
@@ -147,10 +147,10 @@ pub async fn first_bytes(
     let Ok(std) = stream.into_std() else {
         return FirstBytes::Done;
     };
-    let (stream, read, rest) = match quick::answer(std, peer, local, Some(owner), serves, app) {
-        Outcome::Done => return FirstBytes::Done,
-        Outcome::Serve { stream, read, .. } => (stream, read, None),
-        Outcome::Finish { stream, rest, .. } => (stream, Bytes::new(), Some(rest)),
+    let Outcome::Left { stream, rest, .. } =
+        quick::answer(std, peer, local, Some(owner), serves, app)
+    else {
+        return FirstBytes::Done;
     };
     let Ok(stream) = TcpStream::from_std(stream) else {
         return FirstBytes::Done;
@@ -163,10 +163,10 @@ pub async fn first_bytes(
         slot,
     };
     match rest {
-        Some(rest) => {
+        Rest::Write(rest) => {
             finish_answer(admitted, rest).await;
             FirstBytes::Done
         }
-        None => FirstBytes::Serve(admitted, read, left),
+        Rest::Serve(read) => FirstBytes::Serve(admitted, read, left),
     }
 }

@@ -5,7 +5,7 @@
 //! it: no registration with the runtime's epoll, no task, no hyper. That
 //! is most of what a connection costs when it carries one request.
 //!
-//! Everything else goes to hyper ([`Outcome::Serve`]) with the bytes
+//! Everything else goes to hyper ([`Rest::Serve`]) with the bytes
 //! already read: a request not complete yet, keep-alive, a body, bytes
 //! after the request, HTTP/1.0, a method other than GET, HEAD or PUT, a
 //! target that is not a path, `Expect`, `Upgrade`, `Transfer-Encoding`, or
@@ -37,26 +37,27 @@ pub const FIRST_READ: usize = 4096;
 pub enum Outcome {
     /// Answered and closed, or found closed.
     Done,
-    /// For hyper: `read` is what was already read from the socket, and
-    /// `owner` the caller's socket owner if it was looked up.
-    Serve {
+    /// Not closed: what is left to do with it.
+    Left {
         /// The socket.
         stream: TcpStream,
-        /// The bytes read, which hyper must read first.
-        read: Bytes,
-        /// The socket owner, when looked up.
+        /// The caller's socket owner, when looked up.
         owner: Option<Option<SocketOwner>>,
+        /// What is left.
+        rest: Rest,
     },
+}
+
+/// What is left of a connection the quick path did not close.
+#[derive(Debug)]
+pub enum Rest {
+    /// Serve it with hyper, these bytes (already read from the socket)
+    /// first.
+    Serve(Bytes),
     /// Answered in part: the socket did not take the whole answer at once
-    /// (a full send buffer). The rest must be written before closing.
-    Finish {
-        /// The socket.
-        stream: TcpStream,
-        /// What is left of the answer; it may hold credentials.
-        rest: Zeroizing<Vec<u8>>,
-        /// The socket owner, when looked up.
-        owner: Option<Option<SocketOwner>>,
-    },
+    /// (a full send buffer). This rest, which may hold credentials, must
+    /// be written before closing.
+    Write(Zeroizing<Vec<u8>>),
 }
 
 /// Answers the connection `stream` (non-blocking, from `peer` to `local`)
@@ -75,10 +76,10 @@ pub fn answer(
         Ok(0) => return Outcome::Done,
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            return Outcome::Serve {
+            return Outcome::Left {
                 stream,
-                read: Bytes::new(),
                 owner,
+                rest: Rest::Serve(Bytes::new()),
             }
         }
         Err(_) => return Outcome::Done,
@@ -100,10 +101,10 @@ fn answer_read(
     app: &App,
 ) -> Outcome {
     let Some(req) = parse(read) else {
-        return Outcome::Serve {
+        return Outcome::Left {
             stream,
-            read: Bytes::copy_from_slice(read),
             owner,
+            rest: Rest::Serve(Bytes::copy_from_slice(read)),
         };
     };
     let owner = owner.or_else(|| {
@@ -111,10 +112,10 @@ fn answer_read(
             .then(|| tcp_socket_owner(peer, local).ok().flatten())
     });
     let Some(caller) = app.caller_now(peer, local, owner.flatten()) else {
-        return Outcome::Serve {
+        return Outcome::Left {
             stream,
-            read: Bytes::copy_from_slice(read),
             owner,
+            rest: Rest::Serve(Bytes::copy_from_slice(read)),
         };
     };
     let open = app.metrics.connection_opened();
@@ -129,7 +130,7 @@ fn answer_read(
 }
 
 /// Writes `head` and `body` with one call; what the socket does not take
-/// comes back as [`Outcome::Finish`].
+/// comes back as [`Rest::Write`].
 fn write_or_keep(
     mut stream: TcpStream,
     head: &[u8],
@@ -153,10 +154,10 @@ fn write_or_keep(
     } else {
         rest.extend_from_slice(&body[written - head.len()..]);
     }
-    Outcome::Finish {
+    Outcome::Left {
         stream,
-        rest,
         owner,
+        rest: Rest::Write(rest),
     }
 }
 

@@ -22,13 +22,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zeroize::Zeroizing;
 
 use super::admit::{self, admit, refuse, Admitted, FirstBytes};
 use super::app::App;
 use super::conn::Conn;
 pub use super::conn::Serves;
-use super::quick::{self, Outcome};
+use super::quick::{self, Outcome, Rest};
 use crate::net::accept::{accept_until, take_queued};
 use crate::net::listen::{self, Deferral, Incoming};
 use crate::net::prefixed::Prefixed;
@@ -132,9 +131,16 @@ async fn listen(
         let Some(local) = fixed_local.or_else(|| stream.local_addr().ok()) else {
             return;
         };
-        let outcome = quick::answer(stream, addr, local, None, serves, &app);
+        let (stream, owner, rest) = match quick::answer(stream, addr, local, None, serves, &app) {
+            Outcome::Done => (None, None, None),
+            Outcome::Left {
+                stream,
+                owner,
+                rest,
+            } => (Some(stream), owner, Some(rest)),
+        };
         if let Some(deferral) = deferral.as_mut() {
-            let early = matches!(&outcome, Outcome::Serve { read, .. } if read.is_empty());
+            let early = matches!(&rest, Some(Rest::Serve(read)) if read.is_empty());
             if let Some(on) = deferral.accepted(early, std::time::Instant::now()) {
                 match listen::set_defer_accept(&listener, on) {
                     Ok(()) => tracing::debug!(on, "accepting only connections with data"),
@@ -142,18 +148,8 @@ async fn listen(
                 }
             }
         }
-        let (stream, owner, rest) = match outcome {
-            Outcome::Done => return,
-            Outcome::Serve {
-                stream,
-                read,
-                owner,
-            } => (stream, owner, Rest::Serve(read)),
-            Outcome::Finish {
-                stream,
-                rest,
-                owner,
-            } => (stream, owner, Rest::Write(rest)),
+        let (Some(stream), Some(rest)) = (stream, rest) else {
+            return;
         };
         let stream = match TcpStream::from_std(stream) {
             Ok(s) => s,
@@ -188,14 +184,6 @@ async fn listen(
     // Stopping: connections the kernel has already completed are in the
     // listen queue; closing the listener would reset them.
     take_queued(&listener, &mut serve).await;
-}
-
-/// What is left of a connection the quick path did not close.
-enum Rest {
-    /// Serve it with hyper, these bytes first.
-    Serve(Bytes),
-    /// Write the rest of its answer, then close it.
-    Write(Zeroizing<Vec<u8>>),
 }
 
 /// Serves one admitted connection until it closes, is evicted, or the

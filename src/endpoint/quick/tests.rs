@@ -242,9 +242,9 @@ fn what_the_socket_does_not_take_is_kept_in_order() {
     let (ours, theirs) = tight_pair();
     let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n".to_vec();
     let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-    let Outcome::Finish {
+    let Outcome::Left {
         stream,
-        rest,
+        rest: Rest::Write(rest),
         owner,
     } = write_or_keep(ours, &head, &body, None)
     else {
@@ -265,7 +265,12 @@ fn a_head_the_socket_does_not_take_is_kept_with_the_body() {
     let (ours, theirs) = tight_pair();
     let head: Vec<u8> = (0..1_000_000u32).map(|i| (i % 13) as u8).collect();
     let body = b"tail".to_vec();
-    let Outcome::Finish { stream, rest, .. } = write_or_keep(ours, &head, &body, None) else {
+    let Outcome::Left {
+        stream,
+        rest: Rest::Write(rest),
+        ..
+    } = write_or_keep(ours, &head, &body, None)
+    else {
         panic!("kept");
     };
     assert!(rest.ends_with(b"tail"));
@@ -288,7 +293,12 @@ fn an_answer_to_a_socket_already_full_is_kept_whole() {
         }
     }
     let (head, body) = (b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), b"secret".to_vec());
-    let Outcome::Finish { stream, rest, .. } = write_or_keep(ours, &head, &body, None) else {
+    let Outcome::Left {
+        stream,
+        rest: Rest::Write(rest),
+        ..
+    } = write_or_keep(ours, &head, &body, None)
+    else {
         panic!("nothing fits: all of it is kept");
     };
     assert_eq!(&rest[..], &[&head[..], &body[..]].concat()[..]);
