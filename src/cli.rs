@@ -304,7 +304,9 @@ fn serve(args: ServeArgs, sensitive_bodies_ignored: bool) -> ExitCode {
              STS responses, secret keys and session tokens included"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the endpoint adds one per other core (see
+    // endpoint::shards); the rest of the daemon is light.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -33,6 +33,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThreadLabels {
+    thread: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     kind: &'static str,
 }
@@ -51,6 +56,7 @@ pub struct Metrics {
     refreshes: Counter,
     revocations: Counter,
     connections_open: Gauge,
+    thread_connections: Family<ThreadLabels, Gauge>,
     expiry_seconds: Gauge<f64, AtomicU64>,
     certificate_seconds: Gauge<f64, AtomicU64>,
     certificate: std::sync::Mutex<Option<CertificateReport>>,
@@ -77,6 +83,7 @@ impl Metrics {
             refreshes: Counter::default(),
             revocations: Counter::default(),
             connections_open: Gauge::default(),
+            thread_connections: Family::default(),
             expiry_seconds: Gauge::default(),
             certificate_seconds: Gauge::default(),
             certificate: std::sync::Mutex::new(None),
@@ -126,6 +133,11 @@ impl Metrics {
             "connections_open",
             "IMDS connections open",
             m.connections_open.clone(),
+        );
+        registry.register(
+            "thread_connections",
+            "IMDS connections each serving thread holds open (kept alive, or waiting for a request)",
+            m.thread_connections.clone(),
         );
         registry.register(
             "credentials_expiry_seconds",
@@ -184,6 +196,14 @@ impl Metrics {
     pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
         self.connections_open.inc();
         ConnectionGuard(self.clone())
+    }
+
+    /// The gauge of the connections serving thread `thread` holds open.
+    pub fn thread_connections(&self, thread: usize) -> Gauge {
+        let thread = u32::try_from(thread).unwrap_or(u32::MAX);
+        self.thread_connections
+            .get_or_create(&ThreadLabels { thread })
+            .clone()
     }
 
     /// The exposition text, with the expiry gauge taken from `snapshot` now.

@@ -153,3 +153,166 @@ fn revocations_count_roles_taken_away_not_roles_given() {
     ok(&["disassociate"]);
     assert_eq!(revocations(), 1.0);
 }
+
+/// Reads one answer (head and a body of content-length bytes) from a
+/// keep-alive connection; returns its status.
+fn read_one_answer(s: &mut std::net::TcpStream) -> u16 {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "closed mid-head");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8(got).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).unwrap();
+    head[9..12].parse().unwrap()
+}
+
+fn thread_gauges(metrics_addr: std::net::SocketAddr) -> Vec<f64> {
+    let r = request(metrics_addr, "GET", "/metrics", &[]);
+    let m = parse_with_prometheus_client(&r.body);
+    let mut by_thread: Vec<(u64, f64)> = m["hostrole_thread_connections"]
+        .as_array()
+        .expect("hostrole_thread_connections")
+        .iter()
+        .map(|s| {
+            let thread = s[0]["thread"].as_str().unwrap().parse().unwrap();
+            (thread, s[1].as_f64().unwrap())
+        })
+        .collect();
+    by_thread.sort_by_key(|(t, _)| *t);
+    by_thread.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Opens a keep-alive connection, asks once, and returns it open.
+fn keep_alive(addr: std::net::SocketAddr, ask: &str) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(ask.as_bytes()).unwrap();
+    assert_eq!(read_one_answer(&mut s), 200);
+    s
+}
+
+fn wait_for_gauges(metrics_addr: std::net::SocketAddr, want: &[f64]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = thread_gauges(metrics_addr);
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got:?}, not {want:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_thread_per_core_serves_and_keep_alive_connections_are_shared_out_evenly() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let threads = cores.min(hostrole::endpoint::shards::MAX_SHARDS);
+    let dir = temp_dir();
+    let d = start_daemon(
+        dir.path(),
+        &[
+            "--issuer",
+            "local",
+            "--role-arn",
+            ROLE_ARN,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics_addr = d.logged_addr("serving metrics");
+    // The first thread is the process's own; each other is named.
+    let named = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("hostrole-shard"))
+        .count();
+    assert_eq!(named, threads - 1, "{cores} cores");
+
+    let t = token(d.addr, 600);
+    let ask = format!(
+        "GET /latest/meta-data/iam/security-credentials/demo HTTP/1.1\r\n\
+         Host: {}\r\nX-aws-ec2-metadata-token: {t}\r\n\r\n",
+        d.addr
+    );
+    // One at a time, each answered before the next opens: whichever
+    // thread accepts it, a new one goes to a thread holding fewest.
+    // Which thread took each shows in the gauges.
+    let per_thread = 4;
+    let mut held: Vec<(usize, std::net::TcpStream)> = Vec::new();
+    let mut before = thread_gauges(metrics_addr);
+    for _ in 0..per_thread * threads {
+        let s = keep_alive(d.addr, &ask);
+        let after = thread_gauges(metrics_addr);
+        let took = (0..threads).find(|&i| after[i] > before[i]).unwrap();
+        held.push((took, s));
+        before = after;
+    }
+    assert_eq!(before, vec![per_thread as f64; threads]);
+    // Every connection, on whichever thread, is still served.
+    for (_, s) in &mut held {
+        s.write_all(ask.as_bytes()).unwrap();
+        assert_eq!(read_one_answer(s), 200);
+    }
+    // The first thread's callers leave: each new connection goes to it,
+    // wherever it is accepted, until it holds as many as the others.
+    held.retain(|(thread, _)| *thread != 0);
+    let mut want = vec![per_thread as f64; threads];
+    want[0] = 0.0;
+    wait_for_gauges(metrics_addr, &want);
+    for _ in 0..per_thread {
+        let s = keep_alive(d.addr, &ask);
+        want[0] += 1.0;
+        assert_eq!(thread_gauges(metrics_addr), want);
+        held.push((0, s));
+    }
+    // A burst the daemon finds queued at once (it was stopped while the
+    // callers connected and asked) is shared out as it is accepted.
+    let burst = 4 * threads;
+    let pid = d.pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut queued: Vec<_> = (0..burst)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            s.write_all(ask.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    assert!(std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    for s in &mut queued {
+        assert_eq!(read_one_answer(s), 200);
+    }
+    let gauges = thread_gauges(metrics_addr);
+    let (least, most) = gauges
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, m), &g| (l.min(g), m.max(g)));
+    assert_eq!(
+        gauges.iter().sum::<f64>(),
+        (per_thread * threads + burst) as f64
+    );
+    assert!(most - least <= 2.0, "{gauges:?}");
+    drop(held);
+    drop(queued);
+    wait_for_gauges(metrics_addr, &vec![0.0; threads]);
+}

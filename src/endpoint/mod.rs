@@ -1,6 +1,7 @@
-//! The endpoint callers talk to: an HTTP server ([`server`], with the
-//! per-connection state in [`conn`], [`quick`] for a connection that
-//! carries one request and [`admit`] for every other) that hands each
+//! The endpoint callers talk to: an HTTP server ([`server`], on one
+//! thread per core, [`shards`]; with the per-connection state in [`conn`],
+//! [`quick`] for a connection that carries one request, [`admit`] and
+//! [`serve`] for every other) that hands each
 //! request, through [`app`], to one pure handler ([`imds`]) over the
 //! latest credential snapshot. The handler checks the request
 //! ([`request`]), answers with EC2's documents ([`documents`]), issues and
@@ -20,5 +21,7 @@ pub mod imds;
 pub mod quick;
 pub mod request;
 pub mod route;
+pub mod serve;
 pub mod server;
+pub mod shards;
 pub mod token;

@@ -165,7 +165,12 @@ pub struct Incoming(AsyncFd<mio::net::TcpListener>);
 impl Incoming {
     /// Takes `listener` over from the runtime.
     pub fn new(listener: TcpListener) -> io::Result<Self> {
-        let std = listener.into_std()?;
+        Self::from_std(listener.into_std()?)
+    }
+
+    /// Takes `std`, in non-blocking mode, over.
+    pub fn from_std(std: std::net::TcpListener) -> io::Result<Self> {
+        std.set_nonblocking(true)?;
         let mio = mio::net::TcpListener::from_std(std);
         // SAFETY: the mio listener owns its descriptor, which stays open
         // and the same for as long as the AsyncFd that owns it.
