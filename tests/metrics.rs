@@ -190,6 +190,29 @@ fn thread_gauges(metrics_addr: std::net::SocketAddr) -> Vec<f64> {
     by_thread.into_iter().map(|(_, v)| v).collect()
 }
 
+/// The id of serving thread `i` of process `pid`: the process's own
+/// thread for 0, `hostrole-shard<i>` for the others.
+fn thread_id(pid: u32, i: usize) -> Option<u64> {
+    if i == 0 {
+        return Some(pid.into());
+    }
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let t = t.unwrap().path();
+            let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+            (comm.trim() == format!("hostrole-shard{i}"))
+                .then(|| t.file_name()?.to_str()?.parse().ok())?
+        })
+        .next()
+}
+
+/// Nanoseconds thread `tid` of `pid` has run.
+fn cpu_ns(pid: u32, tid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).unwrap();
+    stat.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 /// Opens a keep-alive connection, asks once, and returns it open.
 fn keep_alive(addr: std::net::SocketAddr, ask: &str) -> std::net::TcpStream {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -260,10 +283,27 @@ fn one_thread_per_core_serves_and_keep_alive_connections_are_shared_out_evenly()
         before = after;
     }
     assert_eq!(before, vec![per_thread as f64; threads]);
-    // Every connection, on whichever thread, is still served.
-    for (_, s) in &mut held {
-        s.write_all(ask.as_bytes()).unwrap();
-        assert_eq!(read_one_answer(s), 200);
+    // Each connection is served on the thread that counts it: asking on
+    // one thread's connections makes that thread, and no other, work.
+    let pid = d.pid();
+    let tids: Vec<u64> = (0..threads)
+        .map(|i| thread_id(pid, i).unwrap_or_else(|| panic!("thread {i}")))
+        .collect();
+    for thread in 0..threads {
+        let ran_before: Vec<u64> = tids.iter().map(|&t| cpu_ns(pid, t)).collect();
+        for _ in 0..100 {
+            for (_, s) in held.iter_mut().filter(|(t, _)| *t == thread) {
+                s.write_all(ask.as_bytes()).unwrap();
+                assert_eq!(read_one_answer(s), 200);
+            }
+        }
+        let ran: Vec<u64> = tids
+            .iter()
+            .zip(&ran_before)
+            .map(|(&t, &b)| cpu_ns(pid, t) - b)
+            .collect();
+        let busiest = (0..threads).max_by_key(|&i| ran[i]).unwrap();
+        assert_eq!(busiest, thread, "CPU ns by thread: {ran:?}");
     }
     // The first thread's callers leave: each new connection goes to it,
     // wherever it is accepted, until it holds as many as the others.

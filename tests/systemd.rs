@@ -222,6 +222,42 @@ fn a_passed_socket_that_defers_loses_no_slow_or_silent_client() {
     assert!(!log.contains("cannot set TCP_DEFER_ACCEPT"), "{log}");
 }
 
+/// A socket the daemon binds itself never defers, however many
+/// connections come before their requests: closing it at a stop would
+/// reset the connections the kernel still held for it, unanswered.
+#[test]
+fn a_socket_the_daemon_binds_never_defers() {
+    let dir = temp_dir();
+    let d = start_demo_daemon(dir.path());
+    let pid = d.pid();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let burst: Vec<_> = (0..hostrole::net::listen::DEFER_WINDOW + 8)
+        .map(|_| std::net::TcpStream::connect(d.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(burst);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = fds();
+    let quiet: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(d.addr).unwrap())
+        .collect();
+    // A deferring socket would hold them for DEFER_ACCEPT_SECS at least.
+    let deadline = std::time::Instant::now() + Duration::from_millis(700);
+    while fds() < before + 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "silent connections were not accepted: {} descriptors, from {before}",
+            fds()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(quiet);
+}
+
 /// The packaged pair of sockets (169.254.169.254:80 and [fd00:ec2::254]:80),
 /// here on loopback: both passed sockets serve IMDS, each family on its
 /// own, and `--container-listen` is bound by the daemon beside them, also
