@@ -54,11 +54,10 @@ fn value(m: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> f64 {
         .unwrap_or_else(|| panic!("{name}{labels:?} missing"))
 }
 
-#[test]
-fn metrics_parse_with_prometheus_client_and_count_what_happened() {
-    let dir = temp_dir();
+/// The demo role on the local issuer, with metrics on an ephemeral port.
+fn start_with_metrics(dir: &std::path::Path) -> (Daemon, std::net::SocketAddr) {
     let d = start_daemon(
-        dir.path(),
+        dir,
         &[
             "--issuer",
             "local",
@@ -69,6 +68,13 @@ fn metrics_parse_with_prometheus_client_and_count_what_happened() {
         ],
     );
     let metrics_addr = d.logged_addr("serving metrics");
+    (d, metrics_addr)
+}
+
+#[test]
+fn metrics_parse_with_prometheus_client_and_count_what_happened() {
+    let dir = temp_dir();
+    let (d, metrics_addr) = start_with_metrics(dir.path());
 
     fetch_credentials(d.addr);
     fetch_credentials(d.addr);
@@ -243,18 +249,7 @@ fn one_thread_per_core_serves_and_keep_alive_connections_are_shared_out_evenly()
     let cores = std::thread::available_parallelism().unwrap().get();
     let threads = cores.min(hostrole::endpoint::shards::MAX_SHARDS);
     let dir = temp_dir();
-    let d = start_daemon(
-        dir.path(),
-        &[
-            "--issuer",
-            "local",
-            "--role-arn",
-            ROLE_ARN,
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let metrics_addr = d.logged_addr("serving metrics");
+    let (d, metrics_addr) = start_with_metrics(dir.path());
     // The first thread is the process's own; each other is named.
     let named = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
         .unwrap()
