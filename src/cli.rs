@@ -92,9 +92,13 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("HOSTROLE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    // A log line that cannot be written (the reader of stderr is gone) is
+    // dropped: reporting it would go to the same stderr and panic, in
+    // whatever task logged, the one that stops the daemon included.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_target(false);
     let _ = match (format, under_journal) {
         (LogFormat::Json, _) => builder.json().try_init(),

@@ -574,3 +574,37 @@ fn sigterm_under_load_loses_no_accepted_request_and_the_next_start_serves_at_onc
     eprintln!("restart to first credentials: {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+/// A daemon whose standard error nobody reads any more (the pipe's reader
+/// died, as a test harness or a supervisor may) still stops on SIGTERM:
+/// a log line it cannot write is dropped, not a panic in the task that
+/// stops it.
+#[test]
+fn sigterm_stops_a_daemon_whose_stderr_reader_is_gone() {
+    let dir = temp_dir();
+    let mut child = serve_command(&[], dir.path(), &LOCAL_DEMO)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // Wait until it serves: its first lines are written.
+    let mut first = [0u8; 64];
+    std::io::Read::read(&mut stderr, &mut first).unwrap();
+    wait_status(dir.path(), "demo", Duration::from_secs(20));
+    drop(stderr);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 15 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
