@@ -163,12 +163,8 @@ impl Deferral {
 pub struct Incoming(AsyncFd<mio::net::TcpListener>);
 
 impl Incoming {
-    /// Takes `listener` over from the runtime.
-    pub fn new(listener: TcpListener) -> io::Result<Self> {
-        Self::from_std(listener.into_std()?)
-    }
-
-    /// Takes `std`, in non-blocking mode, over.
+    /// Takes `std` over, in non-blocking mode. A listener the runtime
+    /// has gives it up with `into_std`.
     pub fn from_std(std: std::net::TcpListener) -> io::Result<Self> {
         std.set_nonblocking(true)?;
         let mio = mio::net::TcpListener::from_std(std);
@@ -305,7 +301,7 @@ mod tests {
         assert!(!defers_accept(&listener).unwrap());
         set_defer_accept(&listener, true).unwrap();
         assert!(defers_accept(&listener).unwrap());
-        let listener = Incoming::new(listener).unwrap();
+        let listener = Incoming::from_std(listener.into_std().unwrap()).unwrap();
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         let early = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
         assert!(early.is_err(), "handed over before any data");
@@ -333,7 +329,8 @@ mod tests {
 
     #[tokio::test]
     async fn accepted_connections_are_non_blocking() {
-        let listener = Incoming::new(bind("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
+        let bound = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = Incoming::from_std(bound.into_std().unwrap()).unwrap();
         let addr = fixed_local_addr(&listener).unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
         let (mut accepted, _) = listener.accept().await.unwrap();
