@@ -106,12 +106,9 @@ impl Shards {
 
     /// Counts a connection shard `i` serves, for as long as the returned
     /// guard lives.
-    pub fn serving(self: &Arc<Self>, i: usize) -> Serving {
+    pub fn serving(&self, i: usize) -> Serving {
         self.serving[i].inc();
-        Serving {
-            shards: self.clone(),
-            shard: i,
-        }
+        Serving(self.serving[i].clone())
     }
 
     /// How many connections shard `i` serves now.
@@ -120,15 +117,13 @@ impl Shards {
     }
 }
 
-/// One connection a shard serves; see [`Shards::serving`].
-pub struct Serving {
-    shards: Arc<Shards>,
-    shard: usize,
-}
+/// One connection a shard serves, counted in its gauge; see
+/// [`Shards::serving`].
+pub struct Serving(Gauge);
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.shards.serving[self.shard].dec();
+        self.0.dec();
     }
 }
 
