@@ -158,6 +158,23 @@ fn the_daemon_serves_on_sockets_passed_by_systemd() {
     assert!(!log.contains("cannot listen"), "{log}");
 }
 
+/// Makes a deferral window of connections that all come before their
+/// requests (and then leave without one).
+fn come_before_requests(addr: std::net::SocketAddr) {
+    let burst: Vec<_> = (0..hostrole::net::listen::DEFER_WINDOW + 8)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(burst);
+}
+
+/// How many descriptors process `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
 /// A socket systemd holds defers accepting until a connection has data
 /// once most connections come before their requests: then a connection
 /// that says nothing costs the daemon no descriptor, and a client that is
@@ -190,17 +207,9 @@ fn a_passed_socket_that_defers_loses_no_slow_or_silent_client() {
         parse_response(&text).status
     };
     let pid = d.child.id();
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .count()
-    };
+    let fds = || open_fds(pid);
     // A window of connections that all come before their requests.
-    let burst: Vec<_> = (0..hostrole::net::listen::DEFER_WINDOW + 8)
-        .map(|_| std::net::TcpStream::connect(addr).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    drop(burst);
+    come_before_requests(addr);
     std::thread::sleep(Duration::from_millis(100));
     // Deferring now: silent connections wait in the kernel.
     let before = fds();
@@ -230,16 +239,8 @@ fn a_socket_the_daemon_binds_never_defers() {
     let dir = temp_dir();
     let d = start_demo_daemon(dir.path());
     let pid = d.pid();
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .count()
-    };
-    let burst: Vec<_> = (0..hostrole::net::listen::DEFER_WINDOW + 8)
-        .map(|_| std::net::TcpStream::connect(d.addr).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    drop(burst);
+    let fds = || open_fds(pid);
+    come_before_requests(d.addr);
     std::thread::sleep(Duration::from_millis(300));
     let before = fds();
     let quiet: Vec<_> = (0..20)
