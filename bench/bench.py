@@ -298,44 +298,53 @@ def merge(results):
     }
 
 
-def load_runs(workdir, hostrole, hport, nginx, nport, tok, results):
-    """The wrk runs against both servers, ROUNDS times, the servers taking
+def load_runs(workdir, hostroles, nginx, nport, toks, results):
+    """The wrk runs against every server (each hostrole in `hostroles`, a
+    {name: (process, port)}, with its token in `toks`, and nginx), ROUNDS times, the servers taking
     turns to go first; also samples hostrole's memory. Returns the median
-    figures of each (pattern, connections, server) and the per-round pairs,
-    whose ratios the targets use: on a shared machine a ratio taken within
-    one round is steadier than a ratio of medians."""
+    figures of each (pattern, connections, server) and the per-round pairs
+    of each hostrole with nginx, whose ratios the targets use: on a shared
+    machine a ratio taken within one round is steadier than a ratio of
+    medians."""
     report = wrk_script(workdir, None)
     sdk = wrk_script(workdir, "wrk-sdk-pattern.lua")
     paced = wrk_script(workdir, "wrk-paced.lua")
-    auth = [f"X-aws-ec2-metadata-token: {tok}"]
     loads = [(p, c) for c in CONNECTIONS for p in ("a", "b", "paced") if p != "paced" or c == 16]
-    script = {"a": (report, auth), "b": (sdk, []), "paced": (paced, auth)}
-    servers = [("hostrole", hport), ("nginx", nport)]
+    script = {"a": (report, True), "b": (sdk, False), "paced": (paced, True)}
+    servers = [(name, port) for name, (_, port) in hostroles.items()] + [("nginx", nport)]
     nginx_pids = [nginx.pid] + [int(p) for p in subprocess.run(
         ["pgrep", "-P", str(nginx.pid)], capture_output=True, text=True).stdout.split()]
-    pids = {"hostrole": [hostrole.pid], "nginx": nginx_pids}
-    rounds = {load: [] for load in loads}
+    pids = {name: [proc.pid] for name, (proc, _) in hostroles.items()}
+    pids["nginx"] = nginx_pids
+    hostrole = hostroles["hostrole"][0]
+    rounds = {name: {load: [] for load in loads} for name in hostroles}
     for i in range(ROUNDS):
         for pattern, conns in loads:
-            path, headers = script[pattern]
+            path, auth = script[pattern]
             pair = {}
-            for name, port in (servers if i % 2 == 0 else servers[::-1]):
+            k = i % len(servers)
+            for name, port in servers[k:] + servers[:k]:
                 before = cpu_seconds(pids[name])
+                tok = toks.get(name, toks["hostrole"])
+                headers = [f"X-aws-ec2-metadata-token: {tok}"] if auth else []
                 pair[name] = run = wrk(port, conns, path, headers)
                 run["cpu_us"] = (cpu_seconds(pids[name]) - before) / run["requests"] * 1e6
                 if (name, pattern, conns, i) == ("hostrole", "a", 256, 0):
                     results["rss_load_kib"] = rss_kib(hostrole.pid)
                     results["rss_peak_kib"] = rss_kib(hostrole.pid, "VmHWM")
                     results["nginx_rss_load_kib"] = nginx_rss_kib(nginx)
-            rounds[(pattern, conns)].append((pair["hostrole"], pair["nginx"]))
-            h, n = pair["hostrole"], pair["nginx"]
-            print(f"round {i + 1} ({pattern}) {conns:>3} conns: hostrole {h['rps']:>9.0f} req/s p99 {h['percentiles']['99']:>6} us"
-                  f" | nginx {n['rps']:>9.0f} req/s p99 {n['percentiles']['99']:>6} us"
-                  f" | ratio {h['rps'] / n['rps']:.2f}", flush=True)
+            n = pair["nginx"]
+            line = f"round {i + 1} ({pattern}) {conns:>3} conns: nginx {n['rps']:>9.0f} req/s p99 {n['percentiles']['99']:>6} us"
+            for name in hostroles:
+                h = pair[name]
+                rounds[name][(pattern, conns)].append((h, n))
+                line += f" | {name} {h['rps']:>9.0f} req/s p99 {h['percentiles']['99']:>6} us ratio {h['rps'] / n['rps']:.2f}"
+            print(line, flush=True)
     runs = {}
-    for (pattern, conns), pairs in rounds.items():
-        runs[(pattern, conns, "hostrole")] = merge([h for h, _ in pairs])
-        runs[(pattern, conns, "nginx")] = merge([n for _, n in pairs])
+    for name in hostroles:
+        for (pattern, conns), pairs in rounds[name].items():
+            runs[(pattern, conns, name)] = merge([h for h, _ in pairs])
+            runs[(pattern, conns, "nginx")] = merge([n for _, n in pairs])
     return runs, rounds
 
 
@@ -361,21 +370,30 @@ def main():
     results["startup_ms"] = statistics.median(startups)
     print(f"start-up to first credential: {results['startup_ms']:.1f} ms (median of 7)")
 
-    state = tempfile.mkdtemp(dir=workdir)
-    hport = free_port()
-    hostrole = start_hostrole(state, hport, ["--issuer", "local", "--role-arn", ROLE])
+    # hostrole as packaged, and with each serving thread pinned to a CPU.
+    pinned_config = os.path.join(workdir, "pinned.toml")
+    with open(pinned_config, "w") as f:
+        f.write("pin-threads = true\n")
+    hostroles = {}
     nginx = None
     try:
-        doc = json.dumps(wait_for_credentials(hport), indent=2)
-        tok = token(hport)
+        for name, extra in (("hostrole", []), ("pinned", ["--config", pinned_config])):
+            state = tempfile.mkdtemp(dir=workdir)
+            port = free_port()
+            hostroles[name] = (start_hostrole(state, port, ["--issuer", "local", "--role-arn", ROLE, *extra]), port)
+        doc = json.dumps(wait_for_credentials(hostroles["hostrole"][1]), indent=2)
+        wait_for_credentials(hostroles["pinned"][1])
+        # Each daemon has its own token key.
+        toks = {name: token(port) for name, (_, port) in hostroles.items()}
         time.sleep(0.5)
-        results["rss_idle_kib"] = rss_kib(hostrole.pid)
+        results["rss_idle_kib"] = rss_kib(hostroles["hostrole"][0].pid)
         nport = free_port()
         nginx = start_nginx(workdir, nport, doc)
         results["nginx_rss_idle_kib"] = nginx_rss_kib(nginx)
-        runs, rounds = load_runs(workdir, hostrole, hport, nginx, nport, tok, results)
+        runs, rounds = load_runs(workdir, hostroles, nginx, nport, toks, results)
     finally:
-        stop(hostrole)
+        for proc, _ in hostroles.values():
+            stop(proc)
         if nginx is not None:
             stop(nginx)
 
@@ -387,6 +405,12 @@ def main():
     print(results["fleet"])
 
     write_docs(results, runs, rounds)
+
+
+HEADER = [
+    "| load | conns | hostrole req/s | nginx req/s | ratio | hostrole p50 / p99 / p99.9 (µs) | nginx p50 / p99 / p99.9 (µs) | server CPU per request, hostrole / nginx (µs) |",
+    "|---|---|---|---|---|---|---|---|",
+]
 
 
 def write_docs(r, runs, rounds):
@@ -405,7 +429,7 @@ def write_docs(r, runs, rounds):
         f"- run: {r['date']}",
         f"- machine: {r['machine']}",
         f"- {r['hostrole']}; {r['nginx']}; {r['wrk']}",
-        f"- each load run: {DURATION}, in {ROUNDS} rounds, the two servers taking turns to go first;"
+        f"- each load run: {DURATION}, in {ROUNDS} rounds, the servers taking turns to go first;"
         " wrk uses 1 thread for 1 connection, else 2",
         "",
         "## Throughput and latency",
@@ -418,22 +442,34 @@ def write_docs(r, runs, rounds):
         "Requests/s and latencies are the median over the rounds; a ratio is the median of the",
         "ratios taken within each round, and so are the tail ratios under Targets.",
         "",
-        "| load | conns | hostrole req/s | nginx req/s | ratio | hostrole p50 / p99 / p99.9 (µs) | nginx p50 / p99 / p99.9 (µs) | server CPU per request, hostrole / nginx (µs) |",
-        "|---|---|---|---|---|---|---|---|",
+        *HEADER,
     ]
     a16h, a16n = runs[("a", 16, "hostrole")], runs[("a", 16, "nginx")]
-    ratio = lambda p, c: statistics.median(h["rps"] / n["rps"] for h, n in rounds[(p, c)])
-    tail = lambda p, c, q: statistics.median(
-        h["percentiles"][q] / n["percentiles"][q] for h, n in rounds[(p, c)])
-    for pattern in ("a", "b", "paced"):
-        for conns in CONNECTIONS:
-            if (pattern, conns, "hostrole") not in runs:
-                continue
-            h, n = runs[(pattern, conns, "hostrole")], runs[(pattern, conns, "nginx")]
-            pcs = lambda r: " / ".join(f"{r['percentiles'][q]:.0f}" for q in ("50", "99", "99.9"))
-            lines.append(
-                f"| ({pattern}) | {conns} | {h['rps']:.0f} | {n['rps']:.0f} | {ratio(pattern, conns):.2f} | "
-                f"{pcs(h)} | {pcs(n)} | {h['cpu_us']:.1f} / {n['cpu_us']:.1f} |")
+    ratio = lambda p, c, name="hostrole": statistics.median(
+        h["rps"] / n["rps"] for h, n in rounds[name][(p, c)])
+    tail = lambda p, c, q, name="hostrole": statistics.median(
+        h["percentiles"][q] / n["percentiles"][q] for h, n in rounds[name][(p, c)])
+
+    def table(name):
+        for pattern in ("a", "b", "paced"):
+            for conns in CONNECTIONS:
+                if (pattern, conns, name) not in runs:
+                    continue
+                h, n = runs[(pattern, conns, name)], runs[(pattern, conns, "nginx")]
+                pcs = lambda r: " / ".join(f"{r['percentiles'][q]:.0f}" for q in ("50", "99", "99.9"))
+                lines.append(
+                    f"| ({pattern}) | {conns} | {h['rps']:.0f} | {n['rps']:.0f} | {ratio(pattern, conns, name):.2f} | "
+                    f"{pcs(h)} | {pcs(n)} | {h['cpu_us']:.1f} / {n['cpu_us']:.1f} |")
+
+    table("hostrole")
+    lines += [
+        "",
+        "With `pin-threads = true` (each serving thread pinned to a CPU of its own, and a keep-alive",
+        "connection given to the thread on its caller's CPU), against nginx in the same rounds:",
+        "",
+        *HEADER,
+    ]
+    table("pinned")
     p16h = runs[("paced", 16, "hostrole")]
     lines += [
         "",
@@ -443,6 +479,15 @@ def write_docs(r, runs, rounds):
         "single-threaded runtimes, each accepting on the same socket; a connection stays on the",
         "thread that serves it (no task moves between threads), and a keep-alive connection goes to",
         "the thread holding fewest.",
+        "",
+        "Saturated, with wrk and the servers sharing two cores, the tail is set by where threads run.",
+        "A request waits when the thread that answers it is runnable but sharing a core with another",
+        "busy thread: a time slice, a millisecond or more. With `pin-threads = true` each hostrole",
+        "thread stays on one CPU, and a keep-alive connection goes to the thread on the CPU its",
+        "packets come in on (`SO_INCOMING_CPU`; on loopback, the caller's). Each wrk thread and the",
+        "hostrole thread answering it then take turns on one core, each sleeping while the other",
+        "runs, instead of waiting for each other's slices on two. It is not the default: a pinned",
+        "thread cannot move off a CPU that other work keeps busy.",
         "",
         "(b) opens a connection per request, so it measures what a connection costs. hostrole runs",
         "as the package runs it, on a listening socket that systemd holds (here",
@@ -514,6 +559,16 @@ def write_docs(r, runs, rounds):
             f"{'yes' if tail('a', c, '99') <= 1.2 and tail('a', c, '99.9') <= 1.2 and ratio('a', c) >= 1.0 else 'no'} |"
             for c in (1, 16, 256)
         ],
+        *[
+            f"| with `pin-threads = true`: (b) ≥ nginx at {c} connection(s) | ratio {ratio('b', c, 'pinned'):.2f} | {'yes' if ratio('b', c, 'pinned') >= 1.0 else 'no'} |"
+            for c in (1, 16, 256)
+        ],
+        *[
+            f"| with `pin-threads = true`: (a) p99 / p99.9 within 1.2× nginx at {c} connection(s), throughput ≥ nginx | "
+            f"{tail('a', c, '99', 'pinned'):.2f}× / {tail('a', c, '99.9', 'pinned'):.2f}×, throughput {ratio('a', c, 'pinned'):.2f} | "
+            f"{'yes' if tail('a', c, '99', 'pinned') <= 1.2 and tail('a', c, '99.9', 'pinned') <= 1.2 and ratio('a', c, 'pinned') >= 1.0 else 'no'} |"
+            for c in (1, 16, 256)
+        ],
         f"| one STS call for 1,000 concurrent fetches at the refresh moment | {r['sts']['sts_calls_during']} | {'yes' if r['sts']['sts_calls_during'] == 1 and r['sts']['burst_within_refresh'] else 'no'} |",
         "",
     ]
@@ -527,11 +582,12 @@ def plot(runs, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, style in (("hostrole", "-o"), ("nginx", "--s")):
+    for name, style in (("hostrole", "-o"), ("pinned", "-^"), ("nginx", "--s")):
         p = runs[("a", 16, name)]["percentiles"]
         keys = sorted(p, key=float)
         xs = [1 / (1 - float(k) / 100) for k in keys]
-        ax.plot(xs, [p[k] for k in keys], style, label=name)
+        label = "hostrole, pin-threads" if name == "pinned" else name
+        ax.plot(xs, [p[k] for k in keys], style, label=label)
     ax.set_xscale("log")
     ax.set_xticks([1 / (1 - float(k) / 100) for k in ["50", "90", "99", "99.9", "99.99"]])
     ax.set_xticklabels(["p50", "p90", "p99", "p99.9", "p99.99"])

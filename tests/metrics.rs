@@ -351,3 +351,194 @@ fn one_thread_per_core_serves_and_keep_alive_connections_are_shared_out_evenly()
     drop(queued);
     wait_for_gauges(metrics_addr, &vec![0.0; threads]);
 }
+
+/// The CPUs thread `tid` may run on (0: the calling thread).
+fn cpus_of(tid: u64) -> Vec<usize> {
+    let tid = nix::unistd::Pid::from_raw(tid.try_into().unwrap());
+    let set = nix::sched::sched_getaffinity(tid).unwrap();
+    (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap())
+        .collect()
+}
+
+/// Moves the calling thread to CPU `cpu` alone.
+fn pin_me(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+}
+
+#[test]
+fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
+    let mine = cpus_of(0);
+    let cpus: Vec<usize> = mine
+        .iter()
+        .copied()
+        .take(hostrole::endpoint::shards::MAX_SHARDS)
+        .collect();
+    assert!(
+        cpus.len() >= 2 || std::env::var_os("CI").is_none(),
+        "CI has one CPU: there is nothing to pin"
+    );
+    let dir = temp_dir();
+    let config = dir.path().join("hostrole.toml");
+    std::fs::write(&config, "pin-threads = true\n").unwrap();
+    let gid = nix::unistd::getgid().to_string();
+    let d = start_daemon(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--issuer",
+            "local",
+            "--role-arn",
+            ROLE_ARN,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--allowed-gid",
+            &gid,
+        ],
+    );
+    let metrics_addr = d.logged_addr("serving metrics");
+    let threads = thread_gauges(metrics_addr).len();
+    assert_eq!(threads, cpus.len());
+    let pid = d.pid();
+    let tasks = || -> Vec<(u64, String)> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| {
+                let t = t.ok()?.path();
+                let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+                Some((
+                    t.file_name()?.to_str()?.parse().ok()?,
+                    comm.trim().to_owned(),
+                ))
+            })
+            .collect()
+    };
+    // Thread i is named and runs on the i-th CPU alone; the process's own
+    // thread, which serves no caller, runs anywhere.
+    let shard = |i: usize| {
+        let name = format!("hostrole-shard{i}");
+        tasks()
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .map(|(t, _)| t)
+    };
+    if threads > 1 {
+        for (i, &cpu) in cpus.iter().enumerate() {
+            let tid = shard(i).unwrap_or_else(|| panic!("thread {i}"));
+            assert_eq!(cpus_of(tid), vec![cpu], "thread {i}");
+        }
+    }
+    assert_eq!(cpus_of(pid.into()), mine);
+
+    // A caller's keep-alive connection goes to the thread on its CPU,
+    // whichever thread accepts it, while that holds no more than the slack
+    // over the others; callers on each CPU in turn keep it so.
+    let t = token(d.addr, 600);
+    let ask = format!(
+        "GET /latest/meta-data/iam/security-credentials/demo HTTP/1.1\r\n\
+         Host: {}\r\nX-aws-ec2-metadata-token: {t}\r\n\r\n",
+        d.addr
+    );
+    let mut held = Vec::new();
+    let mut want = vec![0.0; threads];
+    for _ in 0..3 {
+        for (i, &cpu) in cpus.iter().enumerate() {
+            pin_me(cpu);
+            held.push(keep_alive(d.addr, &ask));
+            want[i] += 1.0;
+            assert_eq!(thread_gauges(metrics_addr), want, "a caller on CPU {cpu}");
+        }
+    }
+    let mut all = nix::sched::CpuSet::new();
+    for &c in &mine {
+        all.set(c).unwrap();
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all).unwrap();
+
+    // The user database lookup for allowed-gids ran on a thread a pinned
+    // thread started: that one runs anywhere.
+    let others: Vec<(u64, String)> = tasks()
+        .into_iter()
+        .filter(|(t, n)| *t != u64::from(pid) && !n.starts_with("hostrole-shard"))
+        .collect();
+    assert!(!others.is_empty(), "{:?}", tasks());
+    for (tid, name) in others {
+        assert_eq!(cpus_of(tid), mine, "{name} ({tid})");
+    }
+    drop(held);
+    wait_for_gauges(metrics_addr, &vec![0.0; threads]);
+}
+
+/// Runs a program with `sched_setaffinity` denied (EPERM) by a seccomp
+/// filter, as the packaged unit's `SystemCallFilter=~@resources` does:
+/// `python -c DENY_SCHED_SETAFFINITY program args…` execs the program.
+const DENY_SCHED_SETAFFINITY: &str = r#"
+import ctypes, os, struct, sys
+nr = {"x86_64": 203, "aarch64": 122}[os.uname().machine]
+insn = lambda code, k, jt=0, jf=0: struct.pack("HBBI", code, jt, jf, k)
+prog = (insn(0x20, 0)                      # load the syscall number
+        + insn(0x15, nr, 0, 1)             # sched_setaffinity?
+        + insn(0x06, 0x00050000 | 1)       # then fail with EPERM
+        + insn(0x06, 0x7fff0000))          # else allow
+buf = ctypes.create_string_buffer(prog)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(4, ctypes.addressof(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0      # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, filter
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn pin_threads_where_pinning_is_denied_serve_unpinned_and_say_why() {
+    let mine = cpus_of(0);
+    let dir = temp_dir();
+    let config = dir.path().join("hostrole.toml");
+    std::fs::write(&config, "pin-threads = true\n").unwrap();
+    let python = std::env::var("HOSTROLE_PYTHON").expect("HOSTROLE_PYTHON");
+    let d = start_daemon_wrapped(
+        &[&python, "-c", DENY_SCHED_SETAFFINITY],
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--issuer",
+            "local",
+            "--role-arn",
+            ROLE_ARN,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let metrics_addr = d.logged_addr("serving metrics");
+    let threads = thread_gauges(metrics_addr).len();
+    let why = if threads > 1 {
+        "sched_setaffinity is denied"
+    } else {
+        "one thread"
+    };
+    assert!(
+        d.wait_for_log("pin-threads: not pinned", std::time::Duration::from_secs(5)),
+        "{}",
+        d.log()
+    );
+    assert!(d.log().contains(why), "{}", d.log());
+    // Served as without the setting: the process's own thread is the
+    // first serving thread, and every thread may run on every CPU.
+    assert_eq!(fetch_credentials(d.addr)["Code"], "Success");
+    let pid = d.pid();
+    let mut named = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let tid: u64 = t.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+        named += usize::from(comm.starts_with("hostrole-shard"));
+        assert_eq!(cpus_of(tid), mine, "{}", comm.trim());
+    }
+    assert_eq!(named, threads - 1);
+}

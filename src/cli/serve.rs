@@ -157,6 +157,7 @@ impl ServeArgs {
             allowed_uids: (!self.allowed_uids.is_empty()).then(|| self.allowed_uids.clone()),
             allowed_gids: (!self.allowed_gids.is_empty()).then(|| self.allowed_gids.clone()),
             metadata_address_probe: None,
+            pin_threads: None,
             // Set in the config file only.
             admin_group: None,
             revoke_sessions: None,

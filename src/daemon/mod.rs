@@ -261,7 +261,14 @@ pub async fn run(
         ));
     }
     tasks.spawn(systemd::report_status(snapshots, clock, stop.clone()));
-    server::run(listeners, app, stop.clone(), tasks.clone()).await;
+    server::run(
+        listeners,
+        app,
+        settings.pin_threads,
+        stop.clone(),
+        tasks.clone(),
+    )
+    .await;
     tasks.close();
     match tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait()).await {
         Ok(()) => tracing::info!("all connections drained"),

@@ -1,5 +1,5 @@
 //! The endpoint callers talk to: an HTTP server ([`server`], on one
-//! thread per core, [`shards`]; with the per-connection state in [`conn`],
+//! thread per core, [`shards`], each running a [`shard`]; with the per-connection state in [`conn`],
 //! [`quick`] for a connection that carries one request, [`admit`] and
 //! [`serve`] for every other) that hands each
 //! request, through [`app`], to one pure handler ([`imds`]) over the
@@ -23,5 +23,6 @@ pub mod request;
 pub mod route;
 pub mod serve;
 pub mod server;
+pub mod shard;
 pub mod shards;
 pub mod token;

@@ -83,6 +83,8 @@ pub struct FileConfig {
     pub metrics_listen: Option<ListenAddr>,
     /// IP TTL / IPv6 hop limit of token responses.
     pub hop_limit: Option<HopLimit>,
+    /// Pin each serving thread to a CPU.
+    pub pin_threads: Option<bool>,
     /// Whether hostrole-address looks for another metadata service first
     /// (read by that script; shown by `--check-config`).
     pub metadata_address_probe: Option<bool>,

@@ -354,6 +354,14 @@ pub const KEYS: &[Key] = &[
         show: |s| or_none(s.metrics_listen),
     },
     Key {
+        name: "pin-threads",
+        flag: "",
+        default: "false",
+        doc: "pin each serving thread to a CPU of its own (one thread per CPU the service may use, at most 8) and give a keep-alive connection to the thread on its caller's CPU: a caller and the thread answering it then take turns on one core, which cuts tail latency under load; but a pinned thread cannot move off a CPU that other work keeps busy. The packaged unit denies sched_setaffinity (SystemCallFilter=~@resources): allow it in a drop-in with SystemCallFilter=sched_setaffinity, else the daemon says so and serves unpinned",
+        live: false,
+        show: |s| s.pin_threads.to_string(),
+    },
+    Key {
         name: "metadata-address-probe",
         flag: "",
         default: "true",

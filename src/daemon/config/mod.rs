@@ -135,6 +135,8 @@ pub struct Settings {
     pub hop_limit: u8,
     /// Who may read credentials, when restricted.
     pub access: Option<crate::endpoint::access::AllowList>,
+    /// Each serving thread pinned to a CPU of its own.
+    pub pin_threads: bool,
     /// hostrole-address looks for another metadata service before taking
     /// the addresses (the daemon only shows it).
     pub metadata_address_probe: bool,
@@ -294,7 +296,9 @@ pub fn resolve(
         .metadata_address_probe
         .or(file.metadata_address_probe)
         .unwrap_or(true);
+    let pin_threads = flags.pin_threads.or(file.pin_threads).unwrap_or(false);
     Ok(Settings {
+        pin_threads,
         metadata_address_probe,
         listen,
         listen_origin,
