@@ -447,7 +447,7 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
     for _ in 0..3 {
         for (i, &cpu) in cpus.iter().enumerate() {
             pin_me(cpu);
-            held.push(keep_alive(d.addr, &ask));
+            held.push((i, keep_alive(d.addr, &ask)));
             want[i] += 1.0;
             assert_eq!(thread_gauges(metrics_addr), want, "a caller on CPU {cpu}");
         }
@@ -456,7 +456,44 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
     for &c in &mine {
         all.set(c).unwrap();
     }
+    // Callers all on the first CPU: that thread takes them until it holds
+    // more than the slack over the fewest; the rest are handed to the
+    // others by the thread that accepted them.
+    pin_me(cpus[0]);
+    let slack = hostrole::endpoint::shards::NEAR_SLACK as f64;
+    for _ in 0..2 * threads {
+        held.push((usize::MAX, keep_alive(d.addr, &ask)));
+        let got = thread_gauges(metrics_addr);
+        let took = (0..threads).find(|&i| got[i] > want[i]).unwrap();
+        held.last_mut().unwrap().0 = took;
+        let fewest = want.iter().fold(f64::MAX, |l, &g| l.min(g));
+        if want[0] <= fewest + slack {
+            assert_eq!(took, 0, "{want:?} then {got:?}");
+        } else {
+            assert_ne!(took, 0, "{want:?} then {got:?}");
+        }
+        want = got;
+    }
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all).unwrap();
+    // Each is served where it is counted: asking on it makes that thread,
+    // and no other, work.
+    if threads > 1 {
+        let tids: Vec<u64> = (0..threads).map(|i| shard(i).unwrap()).collect();
+        for (thread, s) in &mut held {
+            let before: Vec<u64> = tids.iter().map(|&t| cpu_ns(pid, t)).collect();
+            for _ in 0..200 {
+                s.write_all(ask.as_bytes()).unwrap();
+                assert_eq!(read_one_answer(s), 200);
+            }
+            let ran: Vec<u64> = tids
+                .iter()
+                .zip(&before)
+                .map(|(&t, &b)| cpu_ns(pid, t) - b)
+                .collect();
+            let busiest = (0..threads).max_by_key(|&i| ran[i]).unwrap();
+            assert_eq!(busiest, *thread, "CPU ns by thread: {ran:?}");
+        }
+    }
 
     // The user database lookup for allowed-gids ran on a thread a pinned
     // thread started: that one runs anywhere.
