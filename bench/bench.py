@@ -461,6 +461,19 @@ def write_docs(r, runs, rounds):
                     f"| ({pattern}) | {conns} | {h['rps']:.0f} | {n['rps']:.0f} | {ratio(pattern, conns, name):.2f} | "
                     f"{pcs(h)} | {pcs(n)} | {h['cpu_us']:.1f} / {n['cpu_us']:.1f} |")
 
+    def sdk_and_tail_targets(name, prefix):
+        """The (b) and tail target rows for one hostrole."""
+        rows = []
+        for c in (1, 16, 256):
+            b = ratio("b", c, name)
+            rows.append(f"| {prefix}(b) SDK pattern ≥ nginx at {c} connection(s) | ratio {b:.2f} | {'yes' if b >= 1.0 else 'no'} |")
+        for c in (1, 16, 256):
+            p99, p999, a = tail("a", c, "99", name), tail("a", c, "99.9", name), ratio("a", c, name)
+            met = p99 <= 1.2 and p999 <= 1.2 and a >= 1.0
+            rows.append(f"| {prefix}(a) p99 / p99.9 within 1.2× nginx at {c} connection(s), throughput ≥ nginx | "
+                        f"{p99:.2f}× / {p999:.2f}×, throughput {a:.2f} | {'yes' if met else 'no'} |")
+        return rows
+
     table("hostrole")
     lines += [
         "",
@@ -549,26 +562,8 @@ def write_docs(r, runs, rounds):
         f"| (a) p99 under 1 ms at 16 connections, paced | {p16h['percentiles']['99']:.0f} µs | {'yes' if p16h['percentiles']['99'] < 1000 else 'no'} |",
         f"| RSS idle ≤ 10 MiB | {mib(r['rss_idle_kib']):.1f} MiB | {'yes' if r['rss_idle_kib'] <= 10 * 1024 else 'no'} |",
         f"| RSS at 256 connections ≤ 20 MiB | {mib(r['rss_peak_kib']):.1f} MiB peak | {'yes' if r['rss_peak_kib'] <= 20 * 1024 else 'no'} |",
-        *[
-            f"| (b) SDK pattern ≥ nginx at {c} connection(s) | ratio {ratio('b', c):.2f} | {'yes' if ratio('b', c) >= 1.0 else 'no'} |"
-            for c in (1, 16, 256)
-        ],
-        *[
-            f"| (a) p99 / p99.9 within 1.2× nginx at {c} connection(s), throughput ≥ nginx | "
-            f"{tail('a', c, '99'):.2f}× / {tail('a', c, '99.9'):.2f}×, throughput {ratio('a', c):.2f} | "
-            f"{'yes' if tail('a', c, '99') <= 1.2 and tail('a', c, '99.9') <= 1.2 and ratio('a', c) >= 1.0 else 'no'} |"
-            for c in (1, 16, 256)
-        ],
-        *[
-            f"| with `pin-threads = true`: (b) ≥ nginx at {c} connection(s) | ratio {ratio('b', c, 'pinned'):.2f} | {'yes' if ratio('b', c, 'pinned') >= 1.0 else 'no'} |"
-            for c in (1, 16, 256)
-        ],
-        *[
-            f"| with `pin-threads = true`: (a) p99 / p99.9 within 1.2× nginx at {c} connection(s), throughput ≥ nginx | "
-            f"{tail('a', c, '99', 'pinned'):.2f}× / {tail('a', c, '99.9', 'pinned'):.2f}×, throughput {ratio('a', c, 'pinned'):.2f} | "
-            f"{'yes' if tail('a', c, '99', 'pinned') <= 1.2 and tail('a', c, '99.9', 'pinned') <= 1.2 and ratio('a', c, 'pinned') >= 1.0 else 'no'} |"
-            for c in (1, 16, 256)
-        ],
+        *sdk_and_tail_targets("hostrole", ""),
+        *sdk_and_tail_targets("pinned", "with `pin-threads = true`: "),
         f"| one STS call for 1,000 concurrent fetches at the refresh moment | {r['sts']['sts_calls_during']} | {'yes' if r['sts']['sts_calls_during'] == 1 and r['sts']['burst_within_refresh'] else 'no'} |",
         "",
     ]

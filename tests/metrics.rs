@@ -196,6 +196,27 @@ fn thread_gauges(metrics_addr: std::net::SocketAddr) -> Vec<f64> {
     by_thread.into_iter().map(|(_, v)| v).collect()
 }
 
+/// Waits until process `pid` runs `n` threads named `hostrole-shard*`
+/// (they start once the daemon listens), at most 10 s.
+fn wait_for_named_threads(pid: u32, n: usize) {
+    let named = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.starts_with("hostrole-shard"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while named() != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} threads named hostrole-shard*, not {n}",
+            named()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The id of serving thread `i` of process `pid`: the process's own
 /// thread for 0, `hostrole-shard<i>` for the others.
 fn thread_id(pid: u32, i: usize) -> Option<u64> {
@@ -251,14 +272,12 @@ fn one_thread_per_core_serves_and_keep_alive_connections_are_shared_out_evenly()
     let dir = temp_dir();
     let (d, metrics_addr) = start_with_metrics(dir.path());
     // The first thread is the process's own; each other is named.
-    let named = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|comm| comm.starts_with("hostrole-shard"))
-        .count();
-    assert_eq!(named, threads - 1, "{cores} cores");
+    wait_for_named_threads(d.pid(), threads - 1);
 
     let t = token(d.addr, 600);
+    // The token's connection may still be counted while its close is
+    // seen: each connection below must be the only change.
+    wait_for_gauges(metrics_addr, &vec![0.0; threads]);
     let ask = format!(
         "GET /latest/meta-data/iam/security-credentials/demo HTTP/1.1\r\n\
          Host: {}\r\nX-aws-ec2-metadata-token: {t}\r\n\r\n",
@@ -361,6 +380,31 @@ fn cpus_of(tid: u64) -> Vec<usize> {
         .collect()
 }
 
+/// Starts the daemon with `pin-threads = true` and metrics, through
+/// `wrapper` (if any), with `extra` flags.
+fn start_pinned(
+    dir: &std::path::Path,
+    wrapper: &[&str],
+    extra: &[&str],
+) -> (Daemon, std::net::SocketAddr) {
+    let config = dir.join("hostrole.toml");
+    std::fs::write(&config, "pin-threads = true\n").unwrap();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--issuer",
+        "local",
+        "--role-arn",
+        ROLE_ARN,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let d = start_daemon_wrapped(wrapper, dir, &args, &[]);
+    let metrics_addr = d.logged_addr("serving metrics");
+    (d, metrics_addr)
+}
+
 /// Moves the calling thread to CPU `cpu` alone.
 fn pin_me(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
@@ -381,25 +425,8 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
         "CI has one CPU: there is nothing to pin"
     );
     let dir = temp_dir();
-    let config = dir.path().join("hostrole.toml");
-    std::fs::write(&config, "pin-threads = true\n").unwrap();
     let gid = nix::unistd::getgid().to_string();
-    let d = start_daemon(
-        dir.path(),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--issuer",
-            "local",
-            "--role-arn",
-            ROLE_ARN,
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--allowed-gid",
-            &gid,
-        ],
-    );
-    let metrics_addr = d.logged_addr("serving metrics");
+    let (d, metrics_addr) = start_pinned(dir.path(), &[], &["--allowed-gid", &gid]);
     let threads = thread_gauges(metrics_addr).len();
     assert_eq!(threads, cpus.len());
     let pid = d.pid();
@@ -426,8 +453,14 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
             .map(|(t, _)| t)
     };
     if threads > 1 {
+        wait_for_named_threads(pid, threads);
         for (i, &cpu) in cpus.iter().enumerate() {
             let tid = shard(i).unwrap_or_else(|| panic!("thread {i}"));
+            // A thread pins itself as it starts.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while cpus_of(tid) != vec![cpu] && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             assert_eq!(cpus_of(tid), vec![cpu], "thread {i}");
         }
     }
@@ -437,6 +470,9 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
     // whichever thread accepts it, while that holds no more than the slack
     // over the others; callers on each CPU in turn keep it so.
     let t = token(d.addr, 600);
+    // The token's connection may still be counted while its close is
+    // seen: each connection below must be the only change.
+    wait_for_gauges(metrics_addr, &vec![0.0; threads]);
     let ask = format!(
         "GET /latest/meta-data/iam/security-credentials/demo HTTP/1.1\r\n\
          Host: {}\r\nX-aws-ec2-metadata-token: {t}\r\n\r\n",
@@ -534,25 +570,8 @@ os.execv(sys.argv[1], sys.argv[1:])
 fn pin_threads_where_pinning_is_denied_serve_unpinned_and_say_why() {
     let mine = cpus_of(0);
     let dir = temp_dir();
-    let config = dir.path().join("hostrole.toml");
-    std::fs::write(&config, "pin-threads = true\n").unwrap();
     let python = std::env::var("HOSTROLE_PYTHON").expect("HOSTROLE_PYTHON");
-    let d = start_daemon_wrapped(
-        &[&python, "-c", DENY_SCHED_SETAFFINITY],
-        dir.path(),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--issuer",
-            "local",
-            "--role-arn",
-            ROLE_ARN,
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let metrics_addr = d.logged_addr("serving metrics");
+    let (d, metrics_addr) = start_pinned(dir.path(), &[&python, "-c", DENY_SCHED_SETAFFINITY], &[]);
     let threads = thread_gauges(metrics_addr).len();
     let why = if threads > 1 {
         "sched_setaffinity is denied"
@@ -569,13 +588,11 @@ fn pin_threads_where_pinning_is_denied_serve_unpinned_and_say_why() {
     // first serving thread, and every thread may run on every CPU.
     assert_eq!(fetch_credentials(d.addr)["Code"], "Success");
     let pid = d.pid();
-    let mut named = 0;
+    wait_for_named_threads(pid, threads - 1);
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let t = t.unwrap().path();
         let tid: u64 = t.file_name().unwrap().to_str().unwrap().parse().unwrap();
         let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
-        named += usize::from(comm.starts_with("hostrole-shard"));
         assert_eq!(cpus_of(tid), mine, "{}", comm.trim());
     }
-    assert_eq!(named, threads - 1);
 }
