@@ -56,17 +56,26 @@ fn value(m: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// The demo role on the local issuer, with metrics on an ephemeral port.
 fn start_with_metrics(dir: &std::path::Path) -> (Daemon, std::net::SocketAddr) {
-    let d = start_daemon(
-        dir,
-        &[
-            "--issuer",
-            "local",
-            "--role-arn",
-            ROLE_ARN,
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
+    start_with_metrics_through(dir, &[], &[])
+}
+
+/// As [`start_with_metrics`], run through `wrapper` (if any), with `extra`
+/// flags.
+fn start_with_metrics_through(
+    dir: &std::path::Path,
+    wrapper: &[&str],
+    extra: &[&str],
+) -> (Daemon, std::net::SocketAddr) {
+    let mut args = vec![
+        "--issuer",
+        "local",
+        "--role-arn",
+        ROLE_ARN,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let d = start_daemon_wrapped(wrapper, dir, &args, &[]);
     let metrics_addr = d.logged_addr("serving metrics");
     (d, metrics_addr)
 }
@@ -240,6 +249,45 @@ fn cpu_ns(pid: u32, tid: u64) -> u64 {
     stat.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// A keep-alive request for the credentials with a fresh token, once the
+/// token's own connection no longer counts in the `threads` gauges (its
+/// close may be seen after the answer): each connection a test opens next
+/// is then the only change.
+fn credentials_ask(d: &Daemon, metrics_addr: std::net::SocketAddr, threads: usize) -> String {
+    let t = token(d.addr, 600);
+    wait_for_gauges(metrics_addr, &vec![0.0; threads]);
+    format!(
+        "GET /latest/meta-data/iam/security-credentials/demo HTTP/1.1\r\n\
+         Host: {}\r\nX-aws-ec2-metadata-token: {t}\r\n\r\n",
+        d.addr
+    )
+}
+
+/// Asks `times` times on each of `conns`; returns which of the threads
+/// `tids` of `pid` ran the longest meanwhile, and each one's nanoseconds.
+fn busiest_asking(
+    pid: u32,
+    tids: &[u64],
+    conns: &mut [&mut std::net::TcpStream],
+    ask: &str,
+    times: usize,
+) -> (usize, Vec<u64>) {
+    let before: Vec<u64> = tids.iter().map(|&t| cpu_ns(pid, t)).collect();
+    for _ in 0..times {
+        for s in conns.iter_mut() {
+            s.write_all(ask.as_bytes()).unwrap();
+            assert_eq!(read_one_answer(s), 200);
+        }
+    }
+    let ran: Vec<u64> = tids
+        .iter()
+        .zip(&before)
+        .map(|(&t, &b)| cpu_ns(pid, t) - b)
+        .collect();
+    let busiest = (0..tids.len()).max_by_key(|&i| ran[i]).unwrap();
+    (busiest, ran)
+}
+
 /// Opens a keep-alive connection, asks once, and returns it open.
 fn keep_alive(addr: std::net::SocketAddr, ask: &str) -> std::net::TcpStream {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -274,15 +322,7 @@ fn one_thread_per_core_serves_and_keep_alive_connections_are_shared_out_evenly()
     // The first thread is the process's own; each other is named.
     wait_for_named_threads(d.pid(), threads - 1);
 
-    let t = token(d.addr, 600);
-    // The token's connection may still be counted while its close is
-    // seen: each connection below must be the only change.
-    wait_for_gauges(metrics_addr, &vec![0.0; threads]);
-    let ask = format!(
-        "GET /latest/meta-data/iam/security-credentials/demo HTTP/1.1\r\n\
-         Host: {}\r\nX-aws-ec2-metadata-token: {t}\r\n\r\n",
-        d.addr
-    );
+    let ask = credentials_ask(&d, metrics_addr, threads);
     // One at a time, each answered before the next opens: whichever
     // thread accepts it, a new one goes to a thread holding fewest.
     // Which thread took each shows in the gauges.
@@ -304,19 +344,12 @@ fn one_thread_per_core_serves_and_keep_alive_connections_are_shared_out_evenly()
         .map(|i| thread_id(pid, i).unwrap_or_else(|| panic!("thread {i}")))
         .collect();
     for thread in 0..threads {
-        let ran_before: Vec<u64> = tids.iter().map(|&t| cpu_ns(pid, t)).collect();
-        for _ in 0..100 {
-            for (_, s) in held.iter_mut().filter(|(t, _)| *t == thread) {
-                s.write_all(ask.as_bytes()).unwrap();
-                assert_eq!(read_one_answer(s), 200);
-            }
-        }
-        let ran: Vec<u64> = tids
-            .iter()
-            .zip(&ran_before)
-            .map(|(&t, &b)| cpu_ns(pid, t) - b)
+        let mut theirs: Vec<_> = held
+            .iter_mut()
+            .filter(|(t, _)| *t == thread)
+            .map(|(_, s)| s)
             .collect();
-        let busiest = (0..threads).max_by_key(|&i| ran[i]).unwrap();
+        let (busiest, ran) = busiest_asking(pid, &tids, &mut theirs, &ask, 100);
         assert_eq!(busiest, thread, "CPU ns by thread: {ran:?}");
     }
     // The first thread's callers leave: each new connection goes to it,
@@ -389,20 +422,9 @@ fn start_pinned(
 ) -> (Daemon, std::net::SocketAddr) {
     let config = dir.join("hostrole.toml");
     std::fs::write(&config, "pin-threads = true\n").unwrap();
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "--issuer",
-        "local",
-        "--role-arn",
-        ROLE_ARN,
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ];
+    let mut args = vec!["--config", config.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let d = start_daemon_wrapped(wrapper, dir, &args, &[]);
-    let metrics_addr = d.logged_addr("serving metrics");
-    (d, metrics_addr)
+    start_with_metrics_through(dir, wrapper, &args)
 }
 
 /// Moves the calling thread to CPU `cpu` alone.
@@ -469,15 +491,7 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
     // A caller's keep-alive connection goes to the thread on its CPU,
     // whichever thread accepts it, while that holds no more than the slack
     // over the others; callers on each CPU in turn keep it so.
-    let t = token(d.addr, 600);
-    // The token's connection may still be counted while its close is
-    // seen: each connection below must be the only change.
-    wait_for_gauges(metrics_addr, &vec![0.0; threads]);
-    let ask = format!(
-        "GET /latest/meta-data/iam/security-credentials/demo HTTP/1.1\r\n\
-         Host: {}\r\nX-aws-ec2-metadata-token: {t}\r\n\r\n",
-        d.addr
-    );
+    let ask = credentials_ask(&d, metrics_addr, threads);
     let mut held = Vec::new();
     let mut want = vec![0.0; threads];
     for _ in 0..3 {
@@ -516,17 +530,7 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
     if threads > 1 {
         let tids: Vec<u64> = (0..threads).map(|i| shard(i).unwrap()).collect();
         for (thread, s) in &mut held {
-            let before: Vec<u64> = tids.iter().map(|&t| cpu_ns(pid, t)).collect();
-            for _ in 0..200 {
-                s.write_all(ask.as_bytes()).unwrap();
-                assert_eq!(read_one_answer(s), 200);
-            }
-            let ran: Vec<u64> = tids
-                .iter()
-                .zip(&before)
-                .map(|(&t, &b)| cpu_ns(pid, t) - b)
-                .collect();
-            let busiest = (0..threads).max_by_key(|&i| ran[i]).unwrap();
+            let (busiest, ran) = busiest_asking(pid, &tids, &mut [s], &ask, 200);
             assert_eq!(busiest, *thread, "CPU ns by thread: {ran:?}");
         }
     }
