@@ -58,11 +58,11 @@ pub struct Placement {
 
 impl Placement {
     /// One CPU for each of `n` shards, the first `n` this process may run
-    /// on. None for fewer than two shards, when the kernel does not say
-    /// which CPUs those are, or when this process may not set a thread's
-    /// CPUs (a seccomp filter denying `sched_setaffinity`, as the packaged
-    /// unit's `~@resources` does): tried by setting the calling thread's
-    /// to what they are.
+    /// on. Refused, saying why, for fewer than two shards, when the kernel
+    /// does not say which CPUs those are, or when this process may not set
+    /// a thread's CPUs (a seccomp filter denying `sched_setaffinity`, as
+    /// the packaged unit's `~@resources` does): tried by setting the
+    /// calling thread's to what they already are.
     pub fn of(n: usize) -> Result<Placement, &'static str> {
         if n < 2 {
             return Err("one thread");
