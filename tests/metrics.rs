@@ -209,10 +209,9 @@ fn thread_gauges(metrics_addr: std::net::SocketAddr) -> Vec<f64> {
 /// (they start once the daemon listens), at most 10 s.
 fn wait_for_named_threads(pid: u32, n: usize) {
     let named = || {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|comm| comm.starts_with("hostrole-shard"))
+        tasks(pid)
+            .iter()
+            .filter(|(_, comm)| comm.starts_with("hostrole-shard"))
             .count()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -226,21 +225,37 @@ fn wait_for_named_threads(pid: u32, n: usize) {
     }
 }
 
+/// Each thread of process `pid`: its id and its name.
+fn tasks(pid: u32) -> Vec<(u64, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let t = t.ok()?.path();
+            let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+            Some((
+                t.file_name()?.to_str()?.parse().ok()?,
+                comm.trim().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The id of the thread of process `pid` named `hostrole-shard<i>`.
+fn shard_thread(pid: u32, i: usize) -> Option<u64> {
+    let name = format!("hostrole-shard{i}");
+    tasks(pid)
+        .into_iter()
+        .find(|(_, comm)| *comm == name)
+        .map(|(t, _)| t)
+}
+
 /// The id of serving thread `i` of process `pid`: the process's own
 /// thread for 0, `hostrole-shard<i>` for the others.
 fn thread_id(pid: u32, i: usize) -> Option<u64> {
     if i == 0 {
         return Some(pid.into());
     }
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| {
-            let t = t.unwrap().path();
-            let comm = std::fs::read_to_string(t.join("comm")).ok()?;
-            (comm.trim() == format!("hostrole-shard{i}"))
-                .then(|| t.file_name()?.to_str()?.parse().ok())?
-        })
-        .next()
+    shard_thread(pid, i)
 }
 
 /// Nanoseconds thread `tid` of `pid` has run.
@@ -436,6 +451,7 @@ fn pin_me(cpu: usize) {
 
 #[test]
 fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
+    let original = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
     let mine = cpus_of(0);
     let cpus: Vec<usize> = mine
         .iter()
@@ -452,28 +468,9 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
     let threads = thread_gauges(metrics_addr).len();
     assert_eq!(threads, cpus.len());
     let pid = d.pid();
-    let tasks = || -> Vec<(u64, String)> {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .filter_map(|t| {
-                let t = t.ok()?.path();
-                let comm = std::fs::read_to_string(t.join("comm")).ok()?;
-                Some((
-                    t.file_name()?.to_str()?.parse().ok()?,
-                    comm.trim().to_owned(),
-                ))
-            })
-            .collect()
-    };
     // Thread i is named and runs on the i-th CPU alone; the process's own
     // thread, which serves no caller, runs anywhere.
-    let shard = |i: usize| {
-        let name = format!("hostrole-shard{i}");
-        tasks()
-            .into_iter()
-            .find(|(_, n)| *n == name)
-            .map(|(t, _)| t)
-    };
+    let shard = |i: usize| shard_thread(pid, i);
     if threads > 1 {
         wait_for_named_threads(pid, threads);
         for (i, &cpu) in cpus.iter().enumerate() {
@@ -502,10 +499,6 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
             assert_eq!(thread_gauges(metrics_addr), want, "a caller on CPU {cpu}");
         }
     }
-    let mut all = nix::sched::CpuSet::new();
-    for &c in &mine {
-        all.set(c).unwrap();
-    }
     // Callers all on the first CPU: that thread takes them until it holds
     // more than the slack over the fewest; the rest are handed to the
     // others by the thread that accepted them.
@@ -524,7 +517,7 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
         }
         want = got;
     }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &original).unwrap();
     // Each is served where it is counted: asking on it makes that thread,
     // and no other, work.
     if threads > 1 {
@@ -537,11 +530,11 @@ fn pinned_threads_each_take_one_cpu_and_the_keep_alive_callers_on_it() {
 
     // The user database lookup for allowed-gids ran on a thread a pinned
     // thread started: that one runs anywhere.
-    let others: Vec<(u64, String)> = tasks()
+    let others: Vec<(u64, String)> = tasks(pid)
         .into_iter()
         .filter(|(t, n)| *t != u64::from(pid) && !n.starts_with("hostrole-shard"))
         .collect();
-    assert!(!others.is_empty(), "{:?}", tasks());
+    assert!(!others.is_empty(), "{:?}", tasks(pid));
     for (tid, name) in others {
         assert_eq!(cpus_of(tid), mine, "{name} ({tid})");
     }
@@ -593,10 +586,7 @@ fn pin_threads_where_pinning_is_denied_serve_unpinned_and_say_why() {
     assert_eq!(fetch_credentials(d.addr)["Code"], "Success");
     let pid = d.pid();
     wait_for_named_threads(pid, threads - 1);
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let t = t.unwrap().path();
-        let tid: u64 = t.file_name().unwrap().to_str().unwrap().parse().unwrap();
-        let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
-        assert_eq!(cpus_of(tid), mine, "{}", comm.trim());
+    for (tid, comm) in tasks(pid) {
+        assert_eq!(cpus_of(tid), mine, "{comm}");
     }
 }
